@@ -1,0 +1,1 @@
+//! Runs plait-core on async-std.
