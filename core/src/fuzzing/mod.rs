@@ -8,3 +8,14 @@ pub mod identity;
 pub mod multistream;
 pub mod noise;
 pub mod yamux;
+
+/// A fuzz entry point: arbitrary bytes in, never panics.
+pub type Target = fn(&[u8]);
+
+/// Every fuzz target by name (the names of `fuzz/fuzz_targets/*.rs` and of the corpus folders
+/// `fuzz/corpus/<name>/`). The stable test run replays each committed corpus through these.
+pub const TARGETS: &[(&str, Target)] = &[
+    ("multistream_listener", multistream::multistream_listener),
+    ("multistream_dialer", multistream::multistream_dialer),
+    ("length_prefixed", multistream::length_prefixed),
+];

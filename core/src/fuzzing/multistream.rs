@@ -1,1 +1,88 @@
-//! Fuzz entry points for `multistream` (owner fills in).
+//! Fuzz entry points for multistream-select and the length-prefixed decoder.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+
+use crate::multistream::{
+    Dialer, DialerMode, DialerStatus, Listener, ListenerConfig, ListenerStatus, Protocol,
+    ProtocolSet,
+};
+use crate::varint::LengthPrefixed;
+
+/// Splits `data` into input chunks: the first byte picks a chunk size (1..=256), so the
+/// fuzzer explores chunkings as well as contents.
+fn chunks(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let (size, rest) = match data.split_first() {
+        Some((&s, rest)) => (usize::from(s) + 1, rest),
+        None => (1, data),
+    };
+    rest.chunks(size)
+}
+
+/// A listener supporting a few protocols (one by predicate) fed arbitrary bytes.
+pub fn multistream_listener(data: &[u8]) {
+    let mut protocols = ProtocolSet::from_protocols([
+        Protocol::from_static("/echo/1.0.0"),
+        Protocol::from_static("/yamux/1.0.0"),
+    ]);
+    protocols.add_matcher(|p| p.starts_with("/ipfs/"));
+    let mut listener = Listener::new(Arc::new(protocols), ListenerConfig::default());
+    let mut input = BytesMut::new();
+    let mut out = BytesMut::new();
+    for chunk in chunks(data) {
+        input.extend_from_slice(chunk);
+        match listener.handle_input(&mut input) {
+            Ok(ListenerStatus::InProgress) => {}
+            Ok(ListenerStatus::Agreed(_)) | Err(_) => return,
+        }
+        listener.poll_transmit(&mut out);
+        out.clear();
+    }
+}
+
+/// A dialer proposing three protocols fed arbitrary answers, in both modes.
+pub fn multistream_dialer(data: &[u8]) {
+    for mode in [DialerMode::Strict, DialerMode::Lazy] {
+        let Ok(mut dialer) = Dialer::new(
+            [
+                Protocol::from_static("/noise"),
+                Protocol::from_static("/tls/1.0.0"),
+                Protocol::from_static("/plaintext/2.0.0"),
+            ],
+            mode,
+        ) else {
+            return;
+        };
+        let mut input = BytesMut::new();
+        let mut out = BytesMut::new();
+        for chunk in chunks(data) {
+            input.extend_from_slice(chunk);
+            match dialer.handle_input(&mut input) {
+                Ok(DialerStatus::InProgress) => {}
+                Ok(DialerStatus::Agreed(_)) | Err(_) => break,
+            }
+            dialer.poll_transmit(&mut out);
+            out.clear();
+        }
+    }
+}
+
+/// The length-prefixed decoder fed arbitrary bytes with a limit taken from the input.
+pub fn length_prefixed(data: &[u8]) {
+    let Some((&limit, rest)) = data.split_first() else {
+        return;
+    };
+    let decoder = LengthPrefixed::new(usize::from(limit) * 64);
+    let mut input = BytesMut::new();
+    for chunk in chunks(rest) {
+        input.extend_from_slice(chunk);
+        loop {
+            match decoder.decode(&mut input) {
+                Ok(Some(frame)) => assert!(frame.len() <= decoder.max_len()),
+                Ok(None) => break,
+                Err(_) => return,
+            }
+        }
+    }
+}
