@@ -1,6 +1,7 @@
 //! plait-core: sans-IO libp2p protocol machines.
 #![forbid(unsafe_code)]
 
+pub mod connection;
 pub mod dial;
 #[cfg(any(fuzzing, feature = "fuzzing"))]
 pub mod fuzzing;

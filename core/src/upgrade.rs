@@ -1,1 +1,614 @@
-//! TODO(owner): see issue.
+//! The upgrade of one raw byte pipe into an authenticated, multiplexed connection.
+//!
+//! ```text
+//! raw bytes ─ multistream (/noise | /plaintext/2.0.0) ─ handshake ─┬─ early muxer (noise ext.) ─┬─ yamux
+//!                                                                  └─ multistream (/yamux/1.0.0) ┘
+//! ```
+//!
+//! The dialer of the connection is the multistream dialer, the Noise initiator and the yamux
+//! client. Dialer-side negotiations with a single candidate are lazy (rust-libp2p's
+//! `V1Lazy`): the proposal, the first handshake message and, after the handshake, the muxer
+//! proposal and the first yamux frames leave in the same flights, so a connection is usable
+//! after the handshake's round trips. Bytes that arrive early for a later stage are kept and
+//! handed to it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use libp2p_identity::{Keypair, PeerId, PublicKey};
+
+use crate::multistream::{
+    self, Dialer, DialerMode, DialerStatus, Listener, ListenerConfig, ListenerStatus, Protocol,
+    ProtocolSet,
+};
+use crate::time::Instant;
+use crate::{noise, plaintext};
+
+/// The multistream id of the Noise handshake.
+pub const NOISE: Protocol = Protocol::from_static("/noise");
+/// The multistream id of the plaintext (insecure) exchange.
+pub const PLAINTEXT: Protocol = Protocol::from_static("/plaintext/2.0.0");
+/// The multistream id of yamux.
+pub const YAMUX: Protocol = Protocol::from_static("/yamux/1.0.0");
+
+/// The longest a connection may take from its first byte to an established muxer, unless
+/// configured otherwise (go-libp2p's accept timeout).
+pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Which security protocol connections use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Security {
+    /// Noise XX (`/noise`), authenticated and encrypted.
+    #[default]
+    Noise,
+    /// `/plaintext/2.0.0`: authenticated identities, no encryption. For tests and trusted
+    /// networks only (go-libp2p echo's `-insecure`).
+    Plaintext,
+}
+
+/// Which end of the connection we are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// We opened the connection: multistream dialer, Noise initiator, yamux client.
+    Dialer,
+    /// We accepted it.
+    Listener,
+}
+
+/// Settings shared by every upgrade of a host.
+#[derive(Clone)]
+pub struct UpgradeConfig {
+    /// Our identity.
+    pub keypair: Keypair,
+    /// The security protocol.
+    pub security: Security,
+    /// How long an upgrade may take.
+    pub timeout: Duration,
+    /// Seed for handshake randomness; `None` draws from the OS through `snow`.
+    pub noise: Arc<noise::Config>,
+}
+
+impl std::fmt::Debug for UpgradeConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpgradeConfig")
+            .field("peer", &self.keypair.public().to_peer_id())
+            .field("security", &self.security)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl UpgradeConfig {
+    /// Noise security with the default timeout, announcing yamux for early muxer negotiation.
+    pub fn new(keypair: Keypair) -> Self {
+        let noise = Arc::new(noise::Config::new(&keypair).with_muxers(vec![YAMUX.to_string()]));
+        Self {
+            keypair,
+            security: Security::Noise,
+            timeout: DEFAULT_UPGRADE_TIMEOUT,
+            noise,
+        }
+    }
+
+    /// Uses `security` instead of Noise.
+    pub fn with_security(mut self, security: Security) -> Self {
+        self.security = security;
+        self
+    }
+
+    /// Uses `timeout` as the upgrade timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+}
+
+/// Why an upgrade failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Negotiating the security protocol or the muxer failed.
+    #[error("protocol negotiation failed: {0}")]
+    Negotiation(#[from] multistream::Error),
+    /// The Noise handshake or channel failed.
+    #[error("noise: {0}")]
+    Noise(#[from] noise::Error),
+    /// The plaintext exchange failed.
+    #[error("plaintext: {0}")]
+    Plaintext(#[from] plaintext::Error),
+    /// The authenticated peer is not the one that was dialed.
+    #[error("dialed {expected} but the remote authenticated as {actual}")]
+    WrongPeer {
+        /// The peer we dialed.
+        expected: PeerId,
+        /// The peer that answered.
+        actual: PeerId,
+    },
+    /// The peer authenticated with our own identity.
+    #[error("the remote peer has our own identity")]
+    DialedSelf,
+    /// The upgrade did not finish in time.
+    #[error("upgrade did not finish within {0:?}")]
+    Timeout(Duration),
+}
+
+/// The handshake of the agreed security protocol.
+enum Handshake {
+    Noise(noise::Handshake),
+    Plaintext(plaintext::Handshake),
+}
+
+/// An established secure channel.
+pub(crate) enum Channel {
+    Noise(Box<noise::Transport>),
+    Plaintext,
+}
+
+impl Channel {
+    /// Moves the plaintext of every complete frame in `raw` to the end of `plain`. A frame that
+    /// arrives while `plain` is empty is taken over without copying.
+    pub(crate) fn decrypt(&mut self, raw: &mut BytesMut, plain: &mut BytesMut) -> Result<(), Error> {
+        match self {
+            Self::Plaintext => {
+                if plain.is_empty() {
+                    *plain = raw.split();
+                } else {
+                    plain.extend_from_slice(raw);
+                    raw.clear();
+                }
+            }
+            Self::Noise(transport) => {
+                while let Some(frame) = transport.decrypt(raw)? {
+                    if plain.is_empty() {
+                        *plain = frame;
+                    } else {
+                        plain.extend_from_slice(&frame);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends encrypted frames to `out`, their plaintext written by `fill(out, max_bytes)`,
+    /// which returns how many bytes it appended. Stops when `fill` writes nothing or `out`
+    /// holds at least `budget` bytes. Returns the bytes appended to `out`.
+    pub(crate) fn encrypt_with(
+        &mut self,
+        out: &mut BytesMut,
+        budget: usize,
+        mut fill: impl FnMut(&mut BytesMut, usize) -> usize,
+    ) -> Result<usize, Error> {
+        let start = out.len();
+        match self {
+            Self::Plaintext => {
+                while out.len() - start < budget {
+                    if fill(out, budget - (out.len() - start)) == 0 {
+                        break;
+                    }
+                }
+            }
+            Self::Noise(transport) => {
+                while out.len() - start < budget {
+                    let frame = transport.begin_frame(out);
+                    if fill(out, noise::MAX_PLAINTEXT) == 0 {
+                        out.truncate(frame.offset());
+                        break;
+                    }
+                    transport.seal_frame(out, frame)?;
+                }
+            }
+        }
+        Ok(out.len() - start)
+    }
+}
+
+enum Stage {
+    /// Agreeing on the security protocol (dialer side, possibly optimistically).
+    SecurityDialer {
+        multistream: Dialer,
+        handshake: Handshake,
+    },
+    /// Agreeing on the security protocol (listener side).
+    SecurityListener(Listener),
+    /// Running the security handshake.
+    Handshake(Handshake),
+    /// Agreeing on the muxer inside the secure channel.
+    Muxer {
+        channel: Channel,
+        remote: Remote,
+        dialer: Option<Dialer>,
+        listener: Option<Listener>,
+    },
+    /// Done; `Upgrade::into_parts` hands the channel on.
+    Done { channel: Channel, remote: Remote },
+    /// Failed or taken apart.
+    Gone,
+}
+
+/// What the upgrade learned about the remote.
+#[derive(Debug, Clone)]
+pub struct Remote {
+    /// The authenticated peer.
+    pub peer: PeerId,
+    /// Its identity key.
+    pub public_key: PublicKey,
+    /// The agreed muxer, and whether it was agreed inside the Noise handshake.
+    pub muxer_early: bool,
+}
+
+/// Where an upgrade stands after an input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpgradeStatus {
+    /// Still upgrading.
+    InProgress,
+    /// The muxer is agreed: take the channel with [`Upgrade::into_parts`].
+    Done,
+}
+
+/// The upgrade of one connection, from the first raw byte to an agreed muxer.
+pub struct Upgrade {
+    role: Role,
+    stage: Stage,
+    expected_peer: Option<PeerId>,
+    local_peer: PeerId,
+    deadline: Instant,
+    timeout: Duration,
+    /// Plaintext received inside the secure channel and not yet consumed.
+    plain_in: BytesMut,
+    /// Raw bytes queued for the socket.
+    out: BytesMut,
+}
+
+impl Upgrade {
+    /// Starts an upgrade as `role`. A dialer passes the peer it expects, if known.
+    pub fn new(
+        config: &UpgradeConfig,
+        role: Role,
+        expected_peer: Option<PeerId>,
+        now: Instant,
+    ) -> Result<Self, Error> {
+        let local_peer = config.keypair.public().to_peer_id();
+        if expected_peer == Some(local_peer) {
+            return Err(Error::DialedSelf);
+        }
+        let protocol = match config.security {
+            Security::Noise => NOISE,
+            Security::Plaintext => PLAINTEXT,
+        };
+        let stage = match role {
+            Role::Dialer => Stage::SecurityDialer {
+                multistream: Dialer::new([protocol], DialerMode::Lazy)?,
+                handshake: Self::handshake(config, role, expected_peer)?,
+            },
+            Role::Listener => Stage::SecurityListener(Listener::new(
+                Arc::new(ProtocolSet::from_protocols([protocol])),
+                ListenerConfig::default(),
+            )),
+        };
+        let mut upgrade = Self {
+            role,
+            stage,
+            expected_peer,
+            local_peer,
+            deadline: now + config.timeout,
+            timeout: config.timeout,
+            plain_in: BytesMut::new(),
+            out: BytesMut::new(),
+        };
+        upgrade.flush_stage()?;
+        Ok(upgrade)
+    }
+
+    fn handshake(
+        config: &UpgradeConfig,
+        role: Role,
+        expected_peer: Option<PeerId>,
+    ) -> Result<Handshake, Error> {
+        Ok(match (config.security, role) {
+            (Security::Noise, Role::Dialer) => {
+                Handshake::Noise(noise::Handshake::initiator(&config.noise, expected_peer)?)
+            }
+            (Security::Noise, Role::Listener) => {
+                Handshake::Noise(noise::Handshake::responder(&config.noise)?)
+            }
+            (Security::Plaintext, _) => Handshake::Plaintext(plaintext::Handshake::new(
+                &config.keypair,
+                expected_peer,
+            )?),
+        })
+    }
+
+    /// Feeds bytes received from the socket. Unconsumed bytes stay in `input` (only when a
+    /// stage is waiting for its output to be drained).
+    pub fn handle_input(
+        &mut self,
+        now: Instant,
+        input: &mut BytesMut,
+        config: &UpgradeConfig,
+    ) -> Result<UpgradeStatus, Error> {
+        self.check_deadline(now)?;
+        let result = self.advance(input, config);
+        if result.is_err() {
+            self.stage = Stage::Gone;
+        }
+        result
+    }
+
+    fn advance(
+        &mut self,
+        input: &mut BytesMut,
+        config: &UpgradeConfig,
+    ) -> Result<UpgradeStatus, Error> {
+        loop {
+            match &mut self.stage {
+                Stage::SecurityDialer { multistream, .. } => {
+                    if let DialerStatus::InProgress = multistream.handle_input(input)? {
+                        return Ok(UpgradeStatus::InProgress);
+                    }
+                    let Stage::SecurityDialer { handshake, .. } =
+                        std::mem::replace(&mut self.stage, Stage::Gone)
+                    else {
+                        unreachable!("matched above");
+                    };
+                    self.stage = Stage::Handshake(handshake);
+                }
+                Stage::SecurityListener(listener) => {
+                    let ListenerStatus::Agreed(_) = listener.handle_input(input)? else {
+                        self.flush_stage()?;
+                        return Ok(UpgradeStatus::InProgress);
+                    };
+                    listener.poll_transmit(&mut self.out);
+                    self.stage = Stage::Handshake(Self::handshake(config, self.role, None)?);
+                }
+                Stage::Handshake(handshake) => {
+                    let finished = match handshake {
+                        Handshake::Noise(h) => {
+                            h.handle_input(input)?;
+                            h.poll_transmit(&mut self.out);
+                            h.is_finished()
+                        }
+                        Handshake::Plaintext(h) => {
+                            h.handle_input(input)?;
+                            h.poll_transmit(&mut self.out);
+                            h.is_finished()
+                        }
+                    };
+                    if !finished {
+                        return Ok(UpgradeStatus::InProgress);
+                    }
+                    self.finish_handshake()?;
+                    // What followed the last handshake message is secure-channel data.
+                    if let Stage::Muxer { channel, .. } | Stage::Done { channel, .. } =
+                        &mut self.stage
+                    {
+                        channel.decrypt(input, &mut self.plain_in)?;
+                    }
+                }
+                Stage::Muxer {
+                    channel,
+                    dialer,
+                    listener,
+                    ..
+                } => {
+                    channel.decrypt(input, &mut self.plain_in)?;
+                    let agreed = match (dialer, listener) {
+                        (Some(d), _) => d.handle_input(&mut self.plain_in)? != DialerStatus::InProgress,
+                        (_, Some(l)) => {
+                            let status = l.handle_input(&mut self.plain_in)?;
+                            let mut answer = BytesMut::new();
+                            l.poll_transmit(&mut answer);
+                            if !answer.is_empty() {
+                                channel.encrypt_with(&mut self.out, usize::MAX, |out, _| {
+                                    let n = answer.len();
+                                    out.extend_from_slice(&answer.split());
+                                    n
+                                })?;
+                            }
+                            status != ListenerStatus::InProgress
+                        }
+                        (None, None) => true,
+                    };
+                    if !agreed {
+                        return Ok(UpgradeStatus::InProgress);
+                    }
+                    let Stage::Muxer { channel, remote, .. } =
+                        std::mem::replace(&mut self.stage, Stage::Gone)
+                    else {
+                        unreachable!("matched above");
+                    };
+                    self.stage = Stage::Done { channel, remote };
+                }
+                Stage::Done { channel, .. } => {
+                    channel.decrypt(input, &mut self.plain_in)?;
+                    return Ok(UpgradeStatus::Done);
+                }
+                Stage::Gone => return Ok(UpgradeStatus::InProgress),
+            }
+        }
+    }
+
+    /// Moves from a finished handshake to the muxer stage (or straight to done when the
+    /// handshake agreed on yamux).
+    fn finish_handshake(&mut self) -> Result<(), Error> {
+        let Stage::Handshake(handshake) = std::mem::replace(&mut self.stage, Stage::Gone) else {
+            unreachable!("only called in the handshake stage");
+        };
+        let (channel, peer, public_key, early_muxer) = match handshake {
+            Handshake::Noise(h) => {
+                let (transport, outcome) = h.into_transport()?;
+                (
+                    Channel::Noise(Box::new(transport)),
+                    outcome.remote_peer,
+                    outcome.remote_key,
+                    outcome.muxer,
+                )
+            }
+            Handshake::Plaintext(h) => {
+                let outcome = h.outcome()?;
+                (Channel::Plaintext, outcome.remote_peer, outcome.remote_key, None)
+            }
+        };
+        if peer == self.local_peer {
+            return Err(Error::DialedSelf);
+        }
+        if let Some(expected) = self.expected_peer {
+            if expected != peer {
+                return Err(Error::WrongPeer {
+                    expected,
+                    actual: peer,
+                });
+            }
+        }
+        let muxer_early = early_muxer.as_deref() == Some(YAMUX.as_str());
+        let remote = Remote {
+            peer,
+            public_key,
+            muxer_early,
+        };
+        tracing::debug!(%peer, muxer_early, "secure channel established");
+        self.stage = if muxer_early {
+            Stage::Done { channel, remote }
+        } else {
+            let mut channel = channel;
+            // A lazy dialer may use yamux at once: the muxer is agreed optimistically.
+            let (dialer, listener) = match self.role {
+                Role::Dialer => {
+                    let mut d = Dialer::new([YAMUX], DialerMode::Lazy)?;
+                    let mut proposal = BytesMut::new();
+                    d.poll_transmit(&mut proposal);
+                    channel.encrypt_with(&mut self.out, usize::MAX, |out, _| {
+                        let n = proposal.len();
+                        out.extend_from_slice(&proposal.split());
+                        n
+                    })?;
+                    (Some(d), None)
+                }
+                Role::Listener => (
+                    None,
+                    Some(Listener::new(
+                        Arc::new(ProtocolSet::from_protocols([YAMUX])),
+                        ListenerConfig::default(),
+                    )),
+                ),
+            };
+            Stage::Muxer {
+                channel,
+                remote,
+                dialer,
+                listener,
+            }
+        };
+        Ok(())
+    }
+
+    /// Queues what the current stage has to send.
+    fn flush_stage(&mut self) -> Result<(), Error> {
+        match &mut self.stage {
+            Stage::SecurityDialer {
+                multistream,
+                handshake,
+            } => {
+                multistream.poll_transmit(&mut self.out);
+                // Lazy: the first handshake message rides with the proposal.
+                match handshake {
+                    Handshake::Noise(h) => h.poll_transmit(&mut self.out),
+                    Handshake::Plaintext(h) => h.poll_transmit(&mut self.out),
+                };
+            }
+            Stage::SecurityListener(l) => {
+                l.poll_transmit(&mut self.out);
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Whether the muxer may be used already: agreed, or (dialer) proposed lazily with the
+    /// secure channel established.
+    pub fn is_usable(&self) -> bool {
+        match &self.stage {
+            Stage::Done { .. } => true,
+            Stage::Muxer { dialer, .. } => dialer.is_some(),
+            _ => false,
+        }
+    }
+
+    /// Appends raw bytes to send to `out`; returns how many, or `None` if there are none.
+    pub fn poll_transmit(&mut self, out: &mut BytesMut) -> Option<usize> {
+        if self.out.is_empty() {
+            return None;
+        }
+        let n = self.out.len();
+        if out.is_empty() {
+            std::mem::swap(out, &mut self.out);
+        } else {
+            out.extend_from_slice(&self.out);
+            self.out.clear();
+        }
+        Some(n)
+    }
+
+    /// The upgrade deadline.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        (!matches!(self.stage, Stage::Done { .. })).then_some(self.deadline)
+    }
+
+    /// Fails the upgrade if its deadline has passed.
+    pub fn check_deadline(&mut self, now: Instant) -> Result<(), Error> {
+        if now >= self.deadline && !matches!(self.stage, Stage::Done { .. }) {
+            self.stage = Stage::Gone;
+            return Err(Error::Timeout(self.timeout));
+        }
+        Ok(())
+    }
+
+    /// The remote, once authenticated.
+    pub fn remote(&self) -> Option<&Remote> {
+        match &self.stage {
+            Stage::Muxer { remote, .. } | Stage::Done { remote, .. } => Some(remote),
+            _ => None,
+        }
+    }
+
+    /// Takes the finished upgrade apart: the secure channel, the remote, the plaintext that
+    /// arrived after the muxer was agreed, and raw bytes still to send. `None` before the
+    /// muxer is usable (see [`is_usable`](Self::is_usable)).
+    pub(crate) fn into_parts(self) -> Option<Established> {
+        match self.stage {
+            Stage::Done { channel, remote } => Some(Established {
+                channel,
+                remote,
+                plain_in: self.plain_in,
+                raw_out: self.out,
+                pending_muxer: None,
+            }),
+            Stage::Muxer {
+                channel,
+                remote,
+                dialer: Some(dialer),
+                ..
+            } => Some(Established {
+                channel,
+                remote,
+                plain_in: self.plain_in,
+                raw_out: self.out,
+                pending_muxer: Some(dialer),
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// A secure channel with an agreed (or lazily proposed) muxer.
+pub(crate) struct Established {
+    pub(crate) channel: Channel,
+    pub(crate) remote: Remote,
+    /// Plaintext that arrived after the muxer negotiation.
+    pub(crate) plain_in: BytesMut,
+    /// Raw bytes still to send.
+    pub(crate) raw_out: BytesMut,
+    /// The lazy muxer proposal whose echo is still to be read from `plain_in`.
+    pub(crate) pending_muxer: Option<Dialer>,
+}

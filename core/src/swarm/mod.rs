@@ -1,1 +1,923 @@
-//! TODO(owner): see issue.
+//! The sans-IO heart of a host: listeners, connections per peer, streams routed to protocol
+//! handlers.
+//!
+//! # The I/O contract
+//!
+//! The swarm never touches a socket or a clock. A driver (a runtime adapter, a simulator or
+//! your own event loop) carries out its [`Command`]s and reports what happened:
+//!
+//! | the swarm says ([`Swarm::poll_command`]) | the driver does, then reports |
+//! |---|---|
+//! | [`Command::Listen`] `{ listener, addr }` | bind; [`Swarm::handle_listening`] or [`Swarm::handle_listen_failed`] |
+//! | [`Command::Dial`] `{ connection, addr }` | connect; [`Swarm::handle_connected`] or [`Swarm::handle_dial_failed`] |
+//! | [`Command::Close`] `{ connection }` | flush [`Swarm::poll_transmit`], close the socket |
+//! | [`Command::CloseListener`] `{ listener }` | stop accepting |
+//! | [`Swarm::poll_timeout`] | call [`Swarm::handle_timeout`] at that instant |
+//!
+//! and in between: an accepted socket → [`Swarm::handle_incoming`]; bytes read →
+//! [`Swarm::handle_input`]; socket writable → [`Swarm::poll_transmit`] for that connection;
+//! end of file or error → [`Swarm::handle_closed`]. After each input, drain
+//! [`Swarm::poll_command`] and [`Swarm::poll_event`], and flush every connection that has
+//! bytes ([`Swarm::connections_with_output`]).
+
+mod limits;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use libp2p_identity::{Keypair, PeerId};
+
+use crate::connection::{self, Connection, ConnectionConfig};
+use crate::multiaddr::{split_p2p, Multiaddr};
+use crate::multistream::{Protocol, ProtocolSet};
+use crate::time::Instant;
+use crate::upgrade::{Role, Security, UpgradeConfig};
+use crate::yamux::{self, StreamId};
+
+pub use limits::{ConnManagerConfig, Limits};
+
+/// Identifies a connection of a swarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnectionId(pub u64);
+
+/// Identifies a listener of a swarm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ListenerId(pub u64);
+
+/// Identifies a request to open a stream to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamRequestId(pub u64);
+
+/// A stream on a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamRef {
+    /// The connection carrying the stream.
+    pub connection: ConnectionId,
+    /// The yamux stream.
+    pub stream: StreamId,
+}
+
+/// How a connection came about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// We dialed `addr`.
+    Dialer {
+        /// The dialed address (without `/p2p`).
+        addr: Multiaddr,
+    },
+    /// We accepted it on a listener.
+    Listener {
+        /// Our local address.
+        local: Multiaddr,
+        /// The remote's address.
+        remote: Multiaddr,
+    },
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Command {
+    /// Start listening on `addr`.
+    Listen {
+        /// The listener to report about.
+        listener: ListenerId,
+        /// Where to listen.
+        addr: Multiaddr,
+    },
+    /// Stop listening.
+    CloseListener {
+        /// The listener.
+        listener: ListenerId,
+    },
+    /// Open a connection to `addr` (without `/p2p`).
+    Dial {
+        /// The connection to report about.
+        connection: ConnectionId,
+        /// Where to connect.
+        addr: Multiaddr,
+    },
+    /// Flush what is left to send, then close the socket.
+    Close {
+        /// The connection.
+        connection: ConnectionId,
+    },
+}
+
+/// Something that happened (go-libp2p's notifiee events plus streams).
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// A listener is bound.
+    ListenStarted {
+        /// The listener.
+        listener: ListenerId,
+        /// The bound address (the port resolved).
+        addr: Multiaddr,
+    },
+    /// A listener stopped.
+    ListenClosed {
+        /// The listener.
+        listener: ListenerId,
+        /// Why, if it failed.
+        error: Option<String>,
+    },
+    /// A connection finished its upgrade.
+    Connected {
+        /// The remote peer.
+        peer: PeerId,
+        /// The connection.
+        connection: ConnectionId,
+        /// How it came about.
+        endpoint: Endpoint,
+    },
+    /// An established connection ended.
+    Disconnected {
+        /// The remote peer.
+        peer: PeerId,
+        /// The connection.
+        connection: ConnectionId,
+        /// Why, if it failed.
+        error: Option<String>,
+    },
+    /// A connection failed before it was established.
+    ConnectionFailed {
+        /// The connection.
+        connection: ConnectionId,
+        /// The peer we dialed, if known.
+        peer: Option<PeerId>,
+        /// Why.
+        error: Error,
+    },
+    /// The remote opened a stream with a protocol we handle.
+    InboundStream {
+        /// The remote peer.
+        peer: PeerId,
+        /// The stream.
+        stream: StreamRef,
+        /// The agreed protocol.
+        protocol: Protocol,
+    },
+    /// A stream requested with [`Swarm::open_stream`] is open and writable.
+    StreamOpened {
+        /// The request.
+        request: StreamRequestId,
+        /// The stream.
+        stream: StreamRef,
+        /// The protocol (optimistic until the remote confirms it).
+        protocol: Protocol,
+    },
+    /// A stream request failed.
+    StreamOpenFailed {
+        /// The request.
+        request: StreamRequestId,
+        /// Why.
+        error: Error,
+    },
+    /// A stream has data or its end to read.
+    Readable(StreamRef),
+    /// A stream can take more data.
+    Writable(StreamRef),
+    /// The remote reset a stream.
+    StreamReset(StreamRef),
+}
+
+/// Why a swarm operation failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The address cannot be dialed or lacks what is needed.
+    #[error("invalid address: {0}")]
+    InvalidAddress(String),
+    /// We would dial ourselves (go-libp2p's `ErrDialToSelf`).
+    #[error("dial to self attempted")]
+    DialToSelf,
+    /// No connection to the peer and no address to dial.
+    #[error("no addresses for peer {0}")]
+    NoAddresses(PeerId),
+    /// Opening the socket failed.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// The upgrade or the connection failed.
+    #[error("connection: {0}")]
+    Connection(String),
+    /// The remote supports none of the protocols.
+    #[error("protocol negotiation failed: {0}")]
+    Negotiation(String),
+    /// A configured limit was hit.
+    #[error("limit reached: {0}")]
+    Limit(&'static str),
+    /// No such connection or stream.
+    #[error("unknown connection or stream")]
+    Unknown,
+    /// The connection closed before the request completed.
+    #[error("connection closed")]
+    Closed,
+}
+
+impl From<connection::Error> for Error {
+    fn from(e: connection::Error) -> Self {
+        match e {
+            connection::Error::UnknownStream(_) => Self::Unknown,
+            other => Self::Connection(other.to_string()),
+        }
+    }
+}
+
+/// A swarm's settings.
+#[derive(Debug, Clone)]
+pub struct SwarmConfig {
+    /// Identity, security and upgrade timeout.
+    pub upgrade: UpgradeConfig,
+    /// yamux settings for every connection.
+    pub yamux: yamux::Config,
+    /// Limits on connections and streams.
+    pub limits: Limits,
+    /// Connection trimming.
+    pub conn_manager: ConnManagerConfig,
+}
+
+impl SwarmConfig {
+    /// Defaults for `keypair`: Noise, yamux, default limits.
+    pub fn new(keypair: Keypair) -> Self {
+        Self {
+            upgrade: UpgradeConfig::new(keypair),
+            yamux: yamux::Config::default(),
+            limits: Limits::default(),
+            conn_manager: ConnManagerConfig::default(),
+        }
+    }
+
+    /// Uses `security` for every connection.
+    pub fn with_security(mut self, security: Security) -> Self {
+        self.upgrade = self.upgrade.with_security(security);
+        self
+    }
+}
+
+struct ConnEntry {
+    conn: Connection,
+    endpoint: Endpoint,
+    peer: Option<PeerId>,
+    expected_peer: Option<PeerId>,
+    /// When the connection was established (for the grace period and "newest").
+    established_at: Option<Instant>,
+    /// The socket is open (dialed connections wait for it).
+    socket_open: bool,
+    /// Stream requests waiting for this connection to be established.
+    waiting: Vec<(StreamRequestId, Vec<Protocol>)>,
+    /// Outbound streams opened for requests, until their protocol is confirmed.
+    requests: HashMap<StreamId, StreamRequestId>,
+    closing: bool,
+}
+
+/// The swarm: see the [module documentation](self) for the I/O contract.
+pub struct Swarm {
+    local_peer: PeerId,
+    config: Arc<ConnectionConfig>,
+    limits: Limits,
+    conn_manager: ConnManagerConfig,
+    connections: HashMap<ConnectionId, ConnEntry>,
+    peers: HashMap<PeerId, Vec<ConnectionId>>,
+    listeners: HashMap<ListenerId, Vec<Multiaddr>>,
+    protected: std::collections::HashSet<PeerId>,
+    addresses: HashMap<PeerId, Vec<Multiaddr>>,
+    /// Stream requests waiting for a dial to a peer.
+    waiting_for_peer: HashMap<PeerId, Vec<(StreamRequestId, Vec<Protocol>)>>,
+    commands: VecDeque<Command>,
+    events: VecDeque<Event>,
+    next_id: u64,
+}
+
+impl Swarm {
+    /// A swarm with `config`, handling no protocols yet.
+    pub fn new(config: SwarmConfig) -> Self {
+        let local_peer = config.upgrade.keypair.public().to_peer_id();
+        let yamux = config
+            .yamux
+            .clone()
+            .with_max_streams(config.limits.max_streams_per_connection);
+        Self {
+            local_peer,
+            config: Arc::new(ConnectionConfig {
+                upgrade: config.upgrade,
+                yamux,
+                protocols: Arc::new(ProtocolSet::new()),
+            }),
+            limits: config.limits,
+            conn_manager: config.conn_manager,
+            connections: HashMap::new(),
+            peers: HashMap::new(),
+            listeners: HashMap::new(),
+            protected: Default::default(),
+            addresses: HashMap::new(),
+            waiting_for_peer: HashMap::new(),
+            commands: VecDeque::new(),
+            events: VecDeque::new(),
+            next_id: 1,
+        }
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Our peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer
+    }
+
+    // ---- handlers ----
+
+    /// Accepts inbound streams for `protocol` (exact match). Connections opened later use the
+    /// new set; existing ones keep theirs.
+    pub fn add_protocol(&mut self, protocol: Protocol) {
+        self.update_protocols(|set| {
+            set.add(protocol);
+        });
+    }
+
+    /// Accepts inbound streams whose proposed id satisfies `matcher` (go-libp2p's
+    /// `SetStreamHandlerMatch`).
+    pub fn add_protocol_matcher(&mut self, matcher: impl Fn(&str) -> bool + Send + Sync + 'static) {
+        self.update_protocols(|set| {
+            set.add_matcher(matcher);
+        });
+    }
+
+    fn update_protocols(&mut self, f: impl FnOnce(&mut ProtocolSet)) {
+        let mut config = (*self.config).clone();
+        let mut set = (*config.protocols).clone();
+        f(&mut set);
+        config.protocols = Arc::new(set);
+        self.config = Arc::new(config);
+    }
+
+    /// The exact protocols inbound streams may negotiate.
+    pub fn protocols(&self) -> Vec<Protocol> {
+        self.config.protocols.protocols().to_vec()
+    }
+
+    // ---- listeners ----
+
+    /// Asks the driver to listen on `addr`.
+    pub fn listen(&mut self, addr: Multiaddr) -> ListenerId {
+        let listener = ListenerId(self.next_id());
+        self.listeners.insert(listener, Vec::new());
+        self.commands.push_back(Command::Listen { listener, addr });
+        listener
+    }
+
+    /// Driver: the listener is bound to `addr`.
+    pub fn handle_listening(&mut self, listener: ListenerId, addr: Multiaddr) {
+        if let Some(addrs) = self.listeners.get_mut(&listener) {
+            addrs.push(addr.clone());
+            self.events.push_back(Event::ListenStarted { listener, addr });
+        }
+    }
+
+    /// Driver: the listener failed or closed.
+    pub fn handle_listen_failed(&mut self, listener: ListenerId, error: String) {
+        if self.listeners.remove(&listener).is_some() {
+            self.events.push_back(Event::ListenClosed {
+                listener,
+                error: Some(error),
+            });
+        }
+    }
+
+    /// Stops a listener.
+    pub fn close_listener(&mut self, listener: ListenerId) {
+        if self.listeners.remove(&listener).is_some() {
+            self.commands.push_back(Command::CloseListener { listener });
+            self.events.push_back(Event::ListenClosed { listener, error: None });
+        }
+    }
+
+    /// Addresses we listen on.
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let mut addrs: Vec<Multiaddr> = self.listeners.values().flatten().cloned().collect();
+        addrs.sort();
+        addrs
+    }
+
+    /// Driver: a socket was accepted. Returns its connection id, or an error when a limit
+    /// refuses it (then close the socket at once).
+    pub fn handle_incoming(
+        &mut self,
+        now: Instant,
+        local: Multiaddr,
+        remote: Multiaddr,
+    ) -> Result<ConnectionId, Error> {
+        let pending_inbound = self
+            .connections
+            .values()
+            .filter(|c| c.peer.is_none() && matches!(c.endpoint, Endpoint::Listener { .. }))
+            .count();
+        if pending_inbound >= self.limits.max_pending_incoming {
+            return Err(Error::Limit("pending incoming connections"));
+        }
+        if self.connections.len() >= self.limits.max_connections {
+            return Err(Error::Limit("connections"));
+        }
+        let conn = Connection::new(self.config.clone(), Role::Listener, None, now)?;
+        let id = ConnectionId(self.next_id());
+        self.connections.insert(
+            id,
+            ConnEntry {
+                conn,
+                endpoint: Endpoint::Listener { local, remote },
+                peer: None,
+                expected_peer: None,
+                established_at: None,
+                socket_open: true,
+                waiting: Vec::new(),
+                requests: HashMap::new(),
+                closing: false,
+            },
+        );
+        Ok(id)
+    }
+
+    // ---- dialing ----
+
+    /// Remembers addresses of `peer` for later dials (a trailing `/p2p` naming another peer
+    /// drops the address).
+    pub fn add_addresses(&mut self, peer: PeerId, addrs: impl IntoIterator<Item = Multiaddr>) {
+        let known = self.addresses.entry(peer).or_default();
+        for addr in addrs {
+            let (addr, named) = split_p2p(addr);
+            if named.is_some_and(|p| p != peer) || known.contains(&addr) {
+                continue;
+            }
+            known.push(addr);
+        }
+    }
+
+    /// Dials `addr`; a trailing `/p2p/<id>` makes the upgrade check the remote's identity.
+    pub fn dial(&mut self, now: Instant, addr: Multiaddr) -> Result<ConnectionId, Error> {
+        let (addr, peer) = split_p2p(addr);
+        if peer == Some(self.local_peer) {
+            return Err(Error::DialToSelf);
+        }
+        if self.listen_addrs().contains(&addr) {
+            return Err(Error::DialToSelf);
+        }
+        if self.connections.len() >= self.limits.max_connections {
+            return Err(Error::Limit("connections"));
+        }
+        if let Some(peer) = peer {
+            if self.peers.get(&peer).map_or(0, Vec::len) >= self.limits.max_connections_per_peer {
+                return Err(Error::Limit("connections per peer"));
+            }
+        }
+        let conn = Connection::new(self.config.clone(), Role::Dialer, peer, now)?;
+        let id = ConnectionId(self.next_id());
+        self.connections.insert(
+            id,
+            ConnEntry {
+                conn,
+                endpoint: Endpoint::Dialer { addr: addr.clone() },
+                peer: None,
+                expected_peer: peer,
+                established_at: None,
+                socket_open: false,
+                waiting: Vec::new(),
+                requests: HashMap::new(),
+                closing: false,
+            },
+        );
+        self.commands.push_back(Command::Dial {
+            connection: id,
+            addr,
+        });
+        Ok(id)
+    }
+
+    /// Driver: the socket of a dialed connection is open.
+    pub fn handle_connected(&mut self, _now: Instant, connection: ConnectionId) {
+        if let Some(entry) = self.connections.get_mut(&connection) {
+            entry.socket_open = true;
+        }
+    }
+
+    /// Driver: opening the socket of a dialed connection failed.
+    pub fn handle_dial_failed(&mut self, now: Instant, connection: ConnectionId, error: String) {
+        self.remove_connection(now, connection, Some(Error::Transport(error)));
+    }
+
+    // ---- streams ----
+
+    /// Opens a stream to `peer` proposing `protocols` in order, on the best existing
+    /// connection or, failing that, on a connection dialed to a known address (go-libp2p's
+    /// `NewStream`). Answered exactly once by [`Event::StreamOpened`] or
+    /// [`Event::StreamOpenFailed`].
+    pub fn open_stream(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        protocols: Vec<Protocol>,
+    ) -> StreamRequestId {
+        let request = StreamRequestId(self.next_id());
+        if peer == self.local_peer {
+            self.events.push_back(Event::StreamOpenFailed {
+                request,
+                error: Error::DialToSelf,
+            });
+            return request;
+        }
+        if let Some(connection) = self.best_connection(peer) {
+            self.open_on(now, connection, request, protocols);
+            return request;
+        }
+        // A dial to this peer in flight: join it.
+        if let Some(entry) = self
+            .connections
+            .values_mut()
+            .find(|c| c.expected_peer == Some(peer) && c.peer.is_none() && !c.closing)
+        {
+            entry.waiting.push((request, protocols));
+            return request;
+        }
+        let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
+        let Some(addr) = addrs.into_iter().next() else {
+            self.events.push_back(Event::StreamOpenFailed {
+                request,
+                error: Error::NoAddresses(peer),
+            });
+            return request;
+        };
+        let addr = addr.with(crate::multiaddr::Protocol::P2p(peer));
+        match self.dial(now, addr) {
+            Ok(connection) => {
+                if let Some(entry) = self.connections.get_mut(&connection) {
+                    entry.waiting.push((request, protocols));
+                }
+            }
+            Err(error) => self.events.push_back(Event::StreamOpenFailed { request, error }),
+        }
+        request
+    }
+
+    fn open_on(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        request: StreamRequestId,
+        protocols: Vec<Protocol>,
+    ) {
+        let Some(entry) = self.connections.get_mut(&connection) else {
+            self.events.push_back(Event::StreamOpenFailed {
+                request,
+                error: Error::Closed,
+            });
+            return;
+        };
+        match entry.conn.open_stream(now, protocols) {
+            Ok(stream) => match entry.conn.stream_protocol(stream) {
+                // Lazy: usable at once; a later rejection resets the stream.
+                Some(protocol) => self.events.push_back(Event::StreamOpened {
+                    request,
+                    stream: StreamRef { connection, stream },
+                    protocol,
+                }),
+                // Several candidates: answered when the remote agrees.
+                None => {
+                    entry.requests.insert(stream, request);
+                }
+            },
+            Err(e) => self.events.push_back(Event::StreamOpenFailed {
+                request,
+                error: e.into(),
+            }),
+        }
+    }
+
+    /// The connection to use for a new stream to `peer`, by go-libp2p's `isBetterConn`:
+    /// (not limited and direct — all our connections are) more streams, then the newest.
+    pub fn best_connection(&self, peer: PeerId) -> Option<ConnectionId> {
+        self.peers
+            .get(&peer)?
+            .iter()
+            .filter_map(|id| Some((*id, self.connections.get(id)?)))
+            .filter(|(_, c)| c.conn.is_established() && !c.closing)
+            .max_by_key(|(id, c)| (c.conn.num_streams(), c.established_at, *id))
+            .map(|(id, _)| id)
+    }
+
+    /// Reads up to `max` bytes; `Ok(None)` is the end of the stream, an empty chunk means
+    /// nothing is buffered (wait for [`Event::Readable`]).
+    pub fn read(&mut self, stream: StreamRef, max: usize) -> Result<Option<Bytes>, Error> {
+        let entry = self.connections.get_mut(&stream.connection).ok_or(Error::Unknown)?;
+        Ok(entry.conn.read(stream.stream, max)?)
+    }
+
+    /// Writes to a stream; returns how many bytes were taken (0: wait for
+    /// [`Event::Writable`]).
+    pub fn write(&mut self, stream: StreamRef, data: &[u8]) -> Result<usize, Error> {
+        let entry = self.connections.get_mut(&stream.connection).ok_or(Error::Unknown)?;
+        Ok(entry.conn.write(stream.stream, data)?)
+    }
+
+    /// Half-closes a stream (FIN).
+    pub fn finish(&mut self, stream: StreamRef) -> Result<(), Error> {
+        let entry = self.connections.get_mut(&stream.connection).ok_or(Error::Unknown)?;
+        Ok(entry.conn.finish(stream.stream)?)
+    }
+
+    /// Resets a stream.
+    pub fn reset(&mut self, stream: StreamRef) -> Result<(), Error> {
+        let entry = self.connections.get_mut(&stream.connection).ok_or(Error::Unknown)?;
+        entry.requests.remove(&stream.stream);
+        Ok(entry.conn.reset(stream.stream)?)
+    }
+
+    // ---- connections ----
+
+    /// Driver: bytes arrived on a connection. Bytes not consumed stay in `input`; stop reading
+    /// the socket while `input` holds more than the connection's receive budget.
+    pub fn handle_input(&mut self, now: Instant, connection: ConnectionId, input: &mut BytesMut) {
+        let Some(entry) = self.connections.get_mut(&connection) else {
+            input.clear();
+            return;
+        };
+        entry.conn.handle_input(now, input);
+        self.process_connection(now, connection);
+    }
+
+    /// Driver: the socket reached end of file or failed.
+    pub fn handle_closed(&mut self, now: Instant, connection: ConnectionId) {
+        if let Some(entry) = self.connections.get_mut(&connection) {
+            entry.conn.handle_closed();
+        }
+        self.process_connection(now, connection);
+    }
+
+    /// Closes a connection gracefully.
+    pub fn close_connection(&mut self, now: Instant, connection: ConnectionId) {
+        if let Some(entry) = self.connections.get_mut(&connection) {
+            entry.closing = true;
+            entry.conn.close(now);
+            self.commands.push_back(Command::Close { connection });
+        }
+        self.process_connection(now, connection);
+    }
+
+    /// Marks `peer` as protected from connection trimming (or not).
+    pub fn protect(&mut self, peer: PeerId, protected: bool) {
+        if protected {
+            self.protected.insert(peer);
+        } else {
+            self.protected.remove(&peer);
+        }
+    }
+
+    /// Appends bytes to send on `connection` to `out`; returns how many, `None` if nothing.
+    pub fn poll_transmit(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        out: &mut BytesMut,
+    ) -> Option<usize> {
+        let entry = self.connections.get_mut(&connection)?;
+        if !entry.socket_open {
+            return None;
+        }
+        let n = entry.conn.poll_transmit(now, out);
+        self.process_connection(now, connection);
+        n
+    }
+
+    /// Connections that may have bytes to send: the driver calls
+    /// [`poll_transmit`](Self::poll_transmit) for each after every input.
+    pub fn connections_with_output(&self) -> impl Iterator<Item = ConnectionId> + '_ {
+        self.connections
+            .iter()
+            .filter(|(_, c)| c.socket_open)
+            .map(|(id, _)| *id)
+    }
+
+    /// Driver: a deadline passed.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<ConnectionId> = self
+            .connections
+            .iter()
+            .filter(|(_, c)| c.conn.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in due {
+            if let Some(entry) = self.connections.get_mut(&id) {
+                entry.conn.handle_timeout(now);
+            }
+            self.process_connection(now, id);
+        }
+        self.trim_connections(now);
+    }
+
+    /// The earliest deadline of any connection.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let conns = self.connections.values().filter_map(|c| c.conn.poll_timeout());
+        let grace = self
+            .connections
+            .values()
+            .filter_map(|c| c.established_at)
+            .map(|t| t + self.conn_manager.grace_period)
+            .filter(|_| self.num_established() > self.conn_manager.high_water);
+        conns.chain(grace).min()
+    }
+
+    /// The next command for the driver.
+    pub fn poll_command(&mut self) -> Option<Command> {
+        self.commands.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// The peer of an established connection.
+    pub fn connection_peer(&self, connection: ConnectionId) -> Option<PeerId> {
+        self.connections.get(&connection)?.peer
+    }
+
+    /// Established connections to `peer`.
+    pub fn connections_to(&self, peer: PeerId) -> &[ConnectionId] {
+        self.peers.get(&peer).map_or(&[], Vec::as_slice)
+    }
+
+    /// All connections, established or not.
+    pub fn num_connections(&self) -> usize {
+        self.connections.len()
+    }
+
+    /// Established connections.
+    pub fn num_established(&self) -> usize {
+        self.peers.values().map(Vec::len).sum()
+    }
+
+    /// Streams with state, over all connections.
+    pub fn num_streams(&self) -> usize {
+        self.connections.values().map(|c| c.conn.num_streams()).sum()
+    }
+
+    /// Forwards a connection's events and reacts to its state changes.
+    fn process_connection(&mut self, now: Instant, connection: ConnectionId) {
+        loop {
+            let Some(entry) = self.connections.get_mut(&connection) else {
+                return;
+            };
+            let Some(event) = entry.conn.poll_event() else {
+                return;
+            };
+            match event {
+                connection::Event::Established { peer } => {
+                    entry.peer = Some(peer);
+                    entry.established_at = Some(now);
+                    let over_peer_limit =
+                        self.peers.get(&peer).map_or(0, Vec::len) >= self.limits.max_connections_per_peer;
+                    if over_peer_limit {
+                        self.remove_connection(now, connection, Some(Error::Limit("connections per peer")));
+                        return;
+                    }
+                    self.peers.entry(peer).or_default().push(connection);
+                    let endpoint = entry.endpoint.clone();
+                    let waiting = std::mem::take(&mut entry.waiting);
+                    tracing::debug!(%peer, ?connection, "connected");
+                    self.events.push_back(Event::Connected {
+                        peer,
+                        connection,
+                        endpoint,
+                    });
+                    let mut waiting_peer = self.waiting_for_peer.remove(&peer).unwrap_or_default();
+                    waiting_peer.extend(waiting);
+                    for (request, protocols) in waiting_peer {
+                        self.open_on(now, connection, request, protocols);
+                    }
+                    self.trim_connections(now);
+                }
+                connection::Event::InboundStream { id, protocol } => {
+                    let peer = entry.peer.unwrap_or(self.local_peer);
+                    self.events.push_back(Event::InboundStream {
+                        peer,
+                        stream: StreamRef {
+                            connection,
+                            stream: id,
+                        },
+                        protocol,
+                    });
+                }
+                connection::Event::OutboundStreamAgreed { id, protocol } => {
+                    if let Some(request) = entry.requests.remove(&id) {
+                        self.events.push_back(Event::StreamOpened {
+                            request,
+                            stream: StreamRef {
+                                connection,
+                                stream: id,
+                            },
+                            protocol,
+                        });
+                    }
+                }
+                connection::Event::StreamNegotiationFailed { id, error } => {
+                    let stream = StreamRef {
+                        connection,
+                        stream: id,
+                    };
+                    self.events.push_back(match entry.requests.remove(&id) {
+                        Some(request) => Event::StreamOpenFailed {
+                            request,
+                            error: Error::Negotiation(error.to_string()),
+                        },
+                        None => Event::StreamReset(stream),
+                    });
+                }
+                connection::Event::Readable(id) => self.events.push_back(Event::Readable(StreamRef {
+                    connection,
+                    stream: id,
+                })),
+                connection::Event::Writable(id) => self.events.push_back(Event::Writable(StreamRef {
+                    connection,
+                    stream: id,
+                })),
+                connection::Event::StreamReset(id) => {
+                    entry.requests.remove(&id);
+                    self.events.push_back(Event::StreamReset(StreamRef {
+                        connection,
+                        stream: id,
+                    }))
+                }
+                connection::Event::Closed { error } => {
+                    self.remove_connection(now, connection, error.map(Into::into));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Removes every piece of state of a connection and reports its end.
+    fn remove_connection(&mut self, _now: Instant, connection: ConnectionId, error: Option<Error>) {
+        let Some(entry) = self.connections.remove(&connection) else {
+            return;
+        };
+        if !entry.closing && entry.socket_open {
+            self.commands.push_back(Command::Close { connection });
+        }
+        for (request, _) in entry.waiting {
+            self.events.push_back(Event::StreamOpenFailed {
+                request,
+                error: error.clone().unwrap_or(Error::Closed),
+            });
+        }
+        match entry.peer {
+            Some(peer) if self.peers.get(&peer).is_some_and(|c| c.contains(&connection)) => {
+                if let Some(conns) = self.peers.get_mut(&peer) {
+                    conns.retain(|c| *c != connection);
+                    if conns.is_empty() {
+                        self.peers.remove(&peer);
+                    }
+                }
+                self.events.push_back(Event::Disconnected {
+                    peer,
+                    connection,
+                    error: error.map(|e| e.to_string()),
+                });
+            }
+            _ => self.events.push_back(Event::ConnectionFailed {
+                connection,
+                peer: entry.expected_peer.or(entry.peer),
+                error: error.unwrap_or(Error::Closed),
+            }),
+        }
+    }
+
+    /// go-libp2p's connection manager: above the high watermark, close connections down to
+    /// the low watermark, sparing protected peers and connections in their grace period, and
+    /// closing those with the fewest streams, oldest first.
+    fn trim_connections(&mut self, now: Instant) {
+        let established = self.num_established();
+        if established <= self.conn_manager.high_water {
+            return;
+        }
+        let mut candidates: Vec<(usize, Instant, ConnectionId)> = self
+            .connections
+            .iter()
+            .filter_map(|(id, c)| {
+                let peer = c.peer?;
+                let at = c.established_at?;
+                let in_grace = now < at + self.conn_manager.grace_period;
+                (!in_grace && !self.protected.contains(&peer) && !c.closing)
+                    .then_some((c.conn.num_streams(), at, *id))
+            })
+            .collect();
+        candidates.sort();
+        let excess = established.saturating_sub(self.conn_manager.low_water);
+        for (_, _, id) in candidates.into_iter().take(excess) {
+            tracing::debug!(?id, "trimming connection");
+            self.close_connection(now, id);
+        }
+    }
+}

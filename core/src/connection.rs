@@ -1,0 +1,559 @@
+//! One connection, from its first raw byte to negotiated streams.
+//!
+//! A [`Connection`] runs the [`Upgrade`](crate::upgrade::Upgrade), then a yamux
+//! [`Session`](crate::yamux::Session) inside the secure channel, and multistream-select on
+//! every stream: outbound streams propose their protocols (lazily when there is one, so the
+//! first data rides with the proposal), inbound streams are matched against the host's
+//! [`ProtocolSet`] and surface as [`Event::InboundStream`] only once a protocol is agreed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use libp2p_identity::PeerId;
+
+use crate::multistream::{
+    self, Dialer, DialerMode, DialerStatus, Listener, ListenerConfig, ListenerStatus, Protocol,
+    ProtocolSet,
+};
+use crate::time::Instant;
+use crate::upgrade::{self, Channel, Remote, Role, Upgrade, UpgradeConfig, UpgradeStatus};
+use crate::yamux::{self, Session, StreamId};
+
+/// How many bytes a stream may buffer while its protocol is being negotiated. Negotiation
+/// messages are at most 1 KiB; a peer that sends more before agreeing is misbehaving.
+pub const MAX_NEGOTIATION_BUFFER: usize = 4096;
+
+/// How many bytes [`Connection::poll_transmit`] appends per call at most (before encryption
+/// overhead): large enough to fill a socket write, small enough to interleave connections.
+pub const TRANSMIT_BUDGET: usize = 256 * 1024;
+
+/// Settings of a connection.
+#[derive(Debug, Clone)]
+pub struct ConnectionConfig {
+    /// The upgrade (identity, security, timeout).
+    pub upgrade: UpgradeConfig,
+    /// The yamux session settings.
+    pub yamux: yamux::Config,
+    /// The protocols inbound streams may negotiate.
+    pub protocols: Arc<ProtocolSet>,
+}
+
+/// Something that happened on a connection.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Event {
+    /// The upgrade finished: the peer is authenticated and streams can be opened.
+    Established {
+        /// The authenticated peer.
+        peer: PeerId,
+    },
+    /// The remote opened a stream and a protocol was agreed on it.
+    InboundStream {
+        /// The stream.
+        id: StreamId,
+        /// The agreed protocol.
+        protocol: Protocol,
+    },
+    /// An outbound stream's protocol was confirmed by the remote.
+    OutboundStreamAgreed {
+        /// The stream.
+        id: StreamId,
+        /// The agreed protocol.
+        protocol: Protocol,
+    },
+    /// Negotiating a stream's protocol failed; the stream was reset.
+    StreamNegotiationFailed {
+        /// The stream.
+        id: StreamId,
+        /// Why.
+        error: multistream::Error,
+    },
+    /// A stream has data (or its end) to read.
+    Readable(StreamId),
+    /// A stream can take more data.
+    Writable(StreamId),
+    /// The remote reset a stream.
+    StreamReset(StreamId),
+    /// The connection ended; `error` says why when it was not a clean close.
+    Closed {
+        /// The failure, if any.
+        error: Option<Error>,
+    },
+}
+
+/// Why a connection or a stream operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The upgrade failed.
+    #[error(transparent)]
+    Upgrade(#[from] upgrade::Error),
+    /// The muxer failed.
+    #[error("yamux: {0}")]
+    Yamux(#[from] yamux::Error),
+    /// Negotiating the muxer or a stream protocol failed.
+    #[error("negotiation: {0}")]
+    Negotiation(#[from] multistream::Error),
+    /// The connection is not established (yet, or any more).
+    #[error("connection is not established")]
+    NotEstablished,
+    /// No such stream.
+    #[error("unknown stream {0:?}")]
+    UnknownStream(StreamId),
+    /// The stream's protocol is not agreed yet; wait for its event.
+    #[error("stream {0:?} is still negotiating")]
+    Negotiating(StreamId),
+}
+
+/// Per-stream protocol negotiation state.
+enum Negotiation {
+    Outbound(Dialer),
+    Inbound(Listener),
+    Done,
+}
+
+struct StreamState {
+    negotiation: Negotiation,
+    /// Bytes read from the stream during negotiation; what is left after it belongs to the
+    /// application and is served before anything else.
+    buffer: BytesMut,
+}
+
+/// The established part of a connection.
+struct Live {
+    channel: Channel,
+    remote: Remote,
+    plain_in: BytesMut,
+    raw_out: BytesMut,
+    pending_muxer: Option<Dialer>,
+    session: Session,
+    streams: HashMap<StreamId, StreamState>,
+}
+
+enum State {
+    Upgrading(Box<Upgrade>),
+    Live(Box<Live>),
+    Closed,
+}
+
+/// A connection machine: bytes from the socket in, bytes to the socket and events out.
+pub struct Connection {
+    role: Role,
+    config: Arc<ConnectionConfig>,
+    state: State,
+    events: VecDeque<Event>,
+}
+
+impl Connection {
+    /// A connection we dialed (expecting `peer` if known) or accepted.
+    pub fn new(
+        config: Arc<ConnectionConfig>,
+        role: Role,
+        expected_peer: Option<PeerId>,
+        now: Instant,
+    ) -> Result<Self, Error> {
+        let upgrade = Upgrade::new(&config.upgrade, role, expected_peer, now)?;
+        Ok(Self {
+            role,
+            config,
+            state: State::Upgrading(Box::new(upgrade)),
+            events: VecDeque::new(),
+        })
+    }
+
+    /// The authenticated remote peer, once known.
+    pub fn remote_peer(&self) -> Option<PeerId> {
+        match &self.state {
+            State::Upgrading(u) => u.remote().map(|r| r.peer),
+            State::Live(l) => Some(l.remote.peer),
+            State::Closed => None,
+        }
+    }
+
+    /// Whether streams can be opened.
+    pub fn is_established(&self) -> bool {
+        matches!(self.state, State::Live(_))
+    }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.state, State::Closed)
+    }
+
+    /// Our role on this connection.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Feeds bytes received from the socket. Bytes not consumed stay in `input`.
+    pub fn handle_input(&mut self, now: Instant, input: &mut BytesMut) {
+        if let Err(error) = self.try_input(now, input) {
+            self.fail(error);
+        }
+    }
+
+    fn try_input(&mut self, now: Instant, input: &mut BytesMut) -> Result<(), Error> {
+        if let State::Upgrading(upgrade) = &mut self.state {
+            let status = upgrade.handle_input(now, input, &self.config.upgrade)?;
+            if status == UpgradeStatus::Done || upgrade.is_usable() {
+                self.establish(now);
+            }
+        }
+        let State::Live(live) = &mut self.state else {
+            return Ok(());
+        };
+        live.channel.decrypt(input, &mut live.plain_in)?;
+        if let Some(dialer) = &mut live.pending_muxer {
+            if let DialerStatus::InProgress = dialer.handle_input(&mut live.plain_in)? {
+                return Ok(());
+            }
+            live.pending_muxer = None;
+        }
+        live.session.handle_input(now, &mut live.plain_in)?;
+        self.process_session_events();
+        Ok(())
+    }
+
+    /// Turns a usable upgrade into a live yamux session.
+    fn establish(&mut self, now: Instant) {
+        let State::Upgrading(upgrade) = std::mem::replace(&mut self.state, State::Closed) else {
+            return;
+        };
+        let Some(parts) = upgrade.into_parts() else {
+            return;
+        };
+        let mode = match self.role {
+            Role::Dialer => yamux::Mode::Client,
+            Role::Listener => yamux::Mode::Server,
+        };
+        let peer = parts.remote.peer;
+        self.state = State::Live(Box::new(Live {
+            channel: parts.channel,
+            remote: parts.remote,
+            plain_in: parts.plain_in,
+            raw_out: parts.raw_out,
+            pending_muxer: parts.pending_muxer,
+            session: Session::new(mode, self.config.yamux.clone(), now),
+            streams: HashMap::new(),
+        }));
+        self.events.push_back(Event::Established { peer });
+    }
+
+    /// Handles the session's events: negotiates new streams, forwards the rest.
+    fn process_session_events(&mut self) {
+        let State::Live(live) = &mut self.state else {
+            return;
+        };
+        while let Some(event) = live.session.poll_event() {
+            match event {
+                yamux::Event::InboundStream(id) => {
+                    let listener =
+                        Listener::new(self.config.protocols.clone(), ListenerConfig::default());
+                    live.streams.insert(
+                        id,
+                        StreamState {
+                            negotiation: Negotiation::Inbound(listener),
+                            buffer: BytesMut::new(),
+                        },
+                    );
+                    if let Some(mut s) = live.session.stream(id) {
+                        let _ = s.accept();
+                    }
+                    negotiate(live, id, &mut self.events);
+                }
+                yamux::Event::Readable(id) => {
+                    let done = live
+                        .streams
+                        .get(&id)
+                        .is_some_and(|s| matches!(s.negotiation, Negotiation::Done));
+                    if done {
+                        self.events.push_back(Event::Readable(id));
+                    } else {
+                        negotiate(live, id, &mut self.events);
+                    }
+                }
+                yamux::Event::Writable(id) => {
+                    if live.streams.contains_key(&id) {
+                        self.events.push_back(Event::Writable(id));
+                    }
+                }
+                yamux::Event::StreamReset(id) => {
+                    if let Some(state) = live.streams.remove(&id) {
+                        if matches!(state.negotiation, Negotiation::Done) {
+                            self.events.push_back(Event::StreamReset(id));
+                        } else if let Negotiation::Outbound(_) = state.negotiation {
+                            self.events.push_back(Event::StreamNegotiationFailed {
+                                id,
+                                error: multistream::Error::NotSupported,
+                            });
+                        }
+                    }
+                }
+                yamux::Event::StreamClosed(id) => {
+                    live.streams.remove(&id);
+                }
+                other => tracing::debug!(?other, "yamux event"),
+            }
+        }
+    }
+
+    /// Opens a stream proposing `protocols` in order. With one protocol the stream is
+    /// writable at once (lazy negotiation); otherwise wait for
+    /// [`Event::OutboundStreamAgreed`].
+    pub fn open_stream(&mut self, now: Instant, protocols: Vec<Protocol>) -> Result<StreamId, Error> {
+        let State::Live(live) = &mut self.state else {
+            return Err(Error::NotEstablished);
+        };
+        let mut dialer = Dialer::new(protocols, DialerMode::Lazy)?;
+        let id = live.session.open_stream(now)?;
+        let mut proposal = BytesMut::new();
+        dialer.poll_transmit(&mut proposal);
+        if let Some(mut stream) = live.session.stream(id) {
+            stream.write_bytes(proposal.freeze())?;
+        }
+        live.streams.insert(
+            id,
+            StreamState {
+                negotiation: Negotiation::Outbound(dialer),
+                buffer: BytesMut::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// The protocol a stream may use now: agreed, or optimistically proposed.
+    pub fn stream_protocol(&self, id: StreamId) -> Option<Protocol> {
+        let State::Live(live) = &self.state else {
+            return None;
+        };
+        match &live.streams.get(&id)?.negotiation {
+            Negotiation::Outbound(d) => d.optimistic_protocol().cloned(),
+            Negotiation::Inbound(l) => l.agreed().cloned(),
+            Negotiation::Done => None,
+        }
+    }
+
+    /// Reads up to `max` bytes from a stream. `Ok(None)` is the end of the stream (the
+    /// remote finished); `Ok(Some(empty))` means nothing is buffered: wait for
+    /// [`Event::Readable`].
+    pub fn read(&mut self, id: StreamId, max: usize) -> Result<Option<Bytes>, Error> {
+        let live = self.live()?;
+        let state = live.streams.get_mut(&id).ok_or(Error::UnknownStream(id))?;
+        if !matches!(state.negotiation, Negotiation::Done) {
+            return Ok(Some(Bytes::new()));
+        }
+        if !state.buffer.is_empty() {
+            let n = state.buffer.len().min(max);
+            return Ok(Some(state.buffer.split_to(n).freeze()));
+        }
+        let mut stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
+        Ok(stream.read(max)?)
+    }
+
+    /// Writes to a stream; returns how many bytes were accepted (0: wait for
+    /// [`Event::Writable`]).
+    pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, Error> {
+        let live = self.live()?;
+        let state = live.streams.get(&id).ok_or(Error::UnknownStream(id))?;
+        let ready = match &state.negotiation {
+            Negotiation::Outbound(d) => d.optimistic_protocol().is_some(),
+            Negotiation::Inbound(_) => false,
+            Negotiation::Done => true,
+        };
+        if !ready {
+            return Err(Error::Negotiating(id));
+        }
+        let mut stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
+        Ok(stream.write(data)?)
+    }
+
+    /// Half-closes a stream: we send no more (FIN).
+    pub fn finish(&mut self, id: StreamId) -> Result<(), Error> {
+        let live = self.live()?;
+        let mut stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
+        Ok(stream.finish()?)
+    }
+
+    /// Resets a stream in both directions.
+    pub fn reset(&mut self, id: StreamId) -> Result<(), Error> {
+        let live = self.live()?;
+        live.streams.remove(&id);
+        let stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
+        Ok(stream.reset()?)
+    }
+
+    fn live(&mut self) -> Result<&mut Live, Error> {
+        match &mut self.state {
+            State::Live(live) => Ok(live),
+            _ => Err(Error::NotEstablished),
+        }
+    }
+
+    /// Appends bytes for the socket to `out`; returns how many, or `None` if there are none.
+    pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut) -> Option<usize> {
+        let result = match &mut self.state {
+            State::Upgrading(upgrade) => return upgrade.poll_transmit(out),
+            State::Closed => return None,
+            State::Live(live) => {
+                let start = out.len();
+                out.extend_from_slice(&live.raw_out);
+                live.raw_out.clear();
+                let session = &mut live.session;
+                live.channel
+                    .encrypt_with(out, TRANSMIT_BUDGET, |buf, max| {
+                        session.poll_transmit(now, buf, max).unwrap_or(0)
+                    })
+                    .map(|_| out.len() - start)
+            }
+        };
+        self.process_session_events();
+        match result {
+            Ok(0) => None,
+            Ok(n) => Some(n),
+            Err(e) => {
+                self.fail(e.into());
+                None
+            }
+        }
+    }
+
+    /// Handles a timer expiry (spurious calls are harmless).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        match &mut self.state {
+            State::Upgrading(upgrade) => {
+                if let Err(e) = upgrade.check_deadline(now) {
+                    self.fail(e.into());
+                }
+            }
+            State::Live(live) => {
+                live.session.handle_timeout(now);
+                self.process_session_events();
+            }
+            State::Closed => {}
+        }
+    }
+
+    /// The earliest deadline of the connection.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::Upgrading(upgrade) => upgrade.poll_timeout(),
+            State::Live(live) => live.session.poll_timeout(),
+            State::Closed => None,
+        }
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Closes gracefully (yamux GoAway); the driver closes the socket once
+    /// [`poll_transmit`](Self::poll_transmit) has nothing more.
+    pub fn close(&mut self, now: Instant) {
+        if let State::Live(live) = &mut self.state {
+            live.session.close(now);
+        } else {
+            self.state = State::Closed;
+            self.events.push_back(Event::Closed { error: None });
+        }
+    }
+
+    /// The socket reached end of file or failed: the connection is gone.
+    pub fn handle_closed(&mut self) {
+        if !self.is_closed() {
+            self.state = State::Closed;
+            self.events.push_back(Event::Closed { error: None });
+        }
+    }
+
+    fn fail(&mut self, error: Error) {
+        tracing::debug!(%error, "connection failed");
+        self.state = State::Closed;
+        self.events.push_back(Event::Closed { error: Some(error) });
+    }
+
+    /// Number of streams with state on this connection.
+    pub fn num_streams(&self) -> usize {
+        match &self.state {
+            State::Live(live) => live.streams.len(),
+            _ => 0,
+        }
+    }
+}
+
+/// Moves a negotiating stream forward with whatever it has received.
+fn negotiate(live: &mut Live, id: StreamId, events: &mut VecDeque<Event>) {
+    let Some(state) = live.streams.get_mut(&id) else {
+        return;
+    };
+    let Some(mut stream) = live.session.stream(id) else {
+        return;
+    };
+    let mut eof = false;
+    while state.buffer.len() < MAX_NEGOTIATION_BUFFER {
+        match stream.read(MAX_NEGOTIATION_BUFFER - state.buffer.len()) {
+            Ok(Some(chunk)) if !chunk.is_empty() => state.buffer.extend_from_slice(&chunk),
+            Ok(Some(_)) => break,
+            Ok(None) | Err(_) => {
+                eof = true;
+                break;
+            }
+        }
+    }
+    let outcome = match &mut state.negotiation {
+        Negotiation::Outbound(dialer) => match dialer.handle_input(&mut state.buffer) {
+            Ok(DialerStatus::Agreed(protocol)) => Ok(Some((protocol, false))),
+            Ok(DialerStatus::InProgress) => Ok(None),
+            Err(e) => Err(e),
+        },
+        Negotiation::Inbound(listener) => {
+            let status = listener.handle_input(&mut state.buffer);
+            let mut answer = BytesMut::new();
+            listener.poll_transmit(&mut answer);
+            if !answer.is_empty() {
+                let _ = stream.write_bytes(answer.freeze());
+            }
+            match status {
+                Ok(ListenerStatus::Agreed(protocol)) => Ok(Some((protocol, true))),
+                Ok(ListenerStatus::InProgress) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
+        Negotiation::Done => return,
+    };
+    match outcome {
+        Ok(Some((protocol, inbound))) => {
+            state.negotiation = Negotiation::Done;
+            let pending = !state.buffer.is_empty() || eof;
+            events.push_back(if inbound {
+                Event::InboundStream { id, protocol }
+            } else {
+                Event::OutboundStreamAgreed { id, protocol }
+            });
+            if pending {
+                events.push_back(Event::Readable(id));
+            }
+        }
+        Ok(None) if eof || state.buffer.len() >= MAX_NEGOTIATION_BUFFER => {
+            let outbound = matches!(state.negotiation, Negotiation::Outbound(_));
+            live.streams.remove(&id);
+            let _ = stream.reset();
+            if outbound {
+                events.push_back(Event::StreamNegotiationFailed {
+                    id,
+                    error: multistream::Error::NotSupported,
+                });
+            }
+        }
+        Ok(None) => {}
+        Err(error) => {
+            let outbound = matches!(state.negotiation, Negotiation::Outbound(_));
+            live.streams.remove(&id);
+            let _ = stream.reset();
+            if outbound {
+                events.push_back(Event::StreamNegotiationFailed { id, error });
+            }
+        }
+    }
+}

@@ -1,0 +1,52 @@
+//! Limits on connections and streams, and the connection manager's watermarks.
+
+use std::time::Duration;
+
+/// Hard limits: beyond them new connections and streams are refused.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Connections in any state. Default 1024 (each costs a socket; see TOOLCHAIN's
+    /// descriptor limits).
+    pub max_connections: usize,
+    /// Established connections per peer. Default 8 (go-libp2p's resource manager default for
+    /// connections per peer is of this order; more than a few is never useful).
+    pub max_connections_per_peer: usize,
+    /// Inbound connections still upgrading. Default 128, so a flood of half-open
+    /// connections cannot starve established ones (go-libp2p limits pending inbound too).
+    pub max_pending_incoming: usize,
+    /// Streams per connection (yamux's limit). Default 8192.
+    pub max_streams_per_connection: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            max_connections_per_peer: 8,
+            max_pending_incoming: 128,
+            max_streams_per_connection: 8192,
+        }
+    }
+}
+
+/// go-libp2p's basic connection manager: above `high_water` established connections, close
+/// the least useful ones down to `low_water`.
+#[derive(Debug, Clone)]
+pub struct ConnManagerConfig {
+    /// Trimming starts above this many established connections. Default 192 (go-libp2p).
+    pub high_water: usize,
+    /// Trimming stops at this many. Default 160 (go-libp2p).
+    pub low_water: usize,
+    /// New connections are not trimmed for this long. Default 20 s (go-libp2p).
+    pub grace_period: Duration,
+}
+
+impl Default for ConnManagerConfig {
+    fn default() -> Self {
+        Self {
+            high_water: 192,
+            low_water: 160,
+            grace_period: Duration::from_secs(20),
+        }
+    }
+}

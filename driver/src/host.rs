@@ -1,0 +1,574 @@
+//! The host: a swarm behind a mutex, driven by connection, listener and timer tasks.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use plait_core::identity::{Keypair, PeerId};
+use plait_core::multiaddr::{Multiaddr, Protocol as AddrProtocol};
+use plait_core::multistream::Protocol;
+use plait_core::swarm::{
+    Command, ConnectionId, Event, Limits, ListenerId, StreamRef, StreamRequestId, Swarm,
+    SwarmConfig,
+};
+use plait_core::upgrade::Security;
+
+use crate::stream::Stream;
+use crate::{io, Error, Runtime};
+
+/// How many [`HostEvent`]s are kept for [`Host::next_event`] before the oldest are dropped, so
+/// a host whose owner never reads events does not grow.
+const MAX_QUEUED_EVENTS: usize = 1024;
+
+/// A host's settings.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    /// Our identity.
+    pub keypair: Keypair,
+    /// Noise (default) or insecure plaintext.
+    pub security: Security,
+    /// Connection and stream limits.
+    pub limits: Limits,
+    /// How long a connection may take to upgrade. Default 15 s.
+    pub upgrade_timeout: Duration,
+}
+
+impl HostConfig {
+    /// Defaults for `keypair`.
+    pub fn new(keypair: Keypair) -> Self {
+        Self {
+            keypair,
+            security: Security::Noise,
+            limits: Limits::default(),
+            upgrade_timeout: plait_core::upgrade::DEFAULT_UPGRADE_TIMEOUT,
+        }
+    }
+
+    /// A fresh random identity.
+    pub fn random() -> Self {
+        Self::new(Keypair::generate_ed25519())
+    }
+
+    /// Uses `security`.
+    pub fn with_security(mut self, security: Security) -> Self {
+        self.security = security;
+        self
+    }
+}
+
+/// What happened to a host's connections and listeners.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HostEvent {
+    /// Listening on an address.
+    Listening(Multiaddr),
+    /// A connection to a peer is established.
+    Connected {
+        /// The peer.
+        peer: PeerId,
+        /// The connection.
+        connection: ConnectionId,
+    },
+    /// A connection to a peer ended.
+    Disconnected {
+        /// The peer.
+        peer: PeerId,
+        /// The connection.
+        connection: ConnectionId,
+    },
+    /// A connection failed before it was established.
+    ConnectionFailed {
+        /// The connection.
+        connection: ConnectionId,
+        /// Why.
+        error: String,
+    },
+}
+
+type Handler<R> = Arc<dyn Fn(Stream<R>) + Send + Sync>;
+
+enum Matcher {
+    Exact(Protocol),
+    Predicate(Arc<dyn Fn(&str) -> bool + Send + Sync>),
+}
+
+/// An answer some task waits for.
+struct Waiter<T> {
+    result: Option<T>,
+    waker: Option<Waker>,
+}
+
+impl<T> Default for Waiter<T> {
+    fn default() -> Self {
+        Self {
+            result: None,
+            waker: None,
+        }
+    }
+}
+
+impl<T> Waiter<T> {
+    fn complete(&mut self, value: T) {
+        self.result = Some(value);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+}
+
+pub(crate) struct Inner<R: Runtime> {
+    pub(crate) swarm: Swarm,
+    pub(crate) runtime: R,
+    /// Connection tasks to wake when their connection has output or must close.
+    pub(crate) conn_wakers: HashMap<ConnectionId, Waker>,
+    pub(crate) closing: HashSet<ConnectionId>,
+    pub(crate) read_wakers: HashMap<StreamRef, Waker>,
+    pub(crate) write_wakers: HashMap<StreamRef, Waker>,
+    pub(crate) reset_streams: HashSet<StreamRef>,
+    pub(crate) timer_waker: Option<Waker>,
+    pub(crate) closed_listeners: HashSet<ListenerId>,
+    handlers: Vec<(Matcher, Handler<R>)>,
+    streams: HashMap<StreamRequestId, Waiter<Result<Stream<R>, Error>>>,
+    dials: HashMap<ConnectionId, Waiter<Result<PeerId, Error>>>,
+    listens: HashMap<ListenerId, Waiter<Result<Multiaddr, Error>>>,
+    events: VecDeque<HostEvent>,
+    event_waker: Option<Waker>,
+    pub(crate) shut_down: bool,
+}
+
+pub(crate) struct Shared<R: Runtime> {
+    pub(crate) inner: Mutex<Inner<R>>,
+}
+
+impl<R: Runtime> Shared<R> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner<R>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl<R: Runtime> Inner<R> {
+    /// Carries out the swarm's commands and hands its events to whoever waits for them.
+    /// Called after every change to the swarm, with the lock held.
+    pub(crate) fn pump(&mut self, shared: &Arc<Shared<R>>) {
+        while let Some(command) = self.swarm.poll_command() {
+            match command {
+                Command::Listen { listener, addr } => {
+                    io::spawn_listener(shared.clone(), &self.runtime, listener, addr);
+                }
+                Command::Dial { connection, addr } => {
+                    io::spawn_dial(shared.clone(), &self.runtime, connection, addr);
+                }
+                Command::Close { connection } => {
+                    self.closing.insert(connection);
+                    self.wake_connection(connection);
+                }
+                Command::CloseListener { listener } => {
+                    self.closed_listeners.insert(listener);
+                }
+                _ => {}
+            }
+        }
+        while let Some(event) = self.swarm.poll_event() {
+            self.dispatch(shared, event);
+        }
+        if let Some(w) = &self.timer_waker {
+            w.wake_by_ref();
+        }
+    }
+
+    fn dispatch(&mut self, shared: &Arc<Shared<R>>, event: Event) {
+        match event {
+            Event::ListenStarted { listener, addr } => {
+                self.listens.entry(listener).or_default().complete(Ok(addr.clone()));
+                self.push_event(HostEvent::Listening(addr));
+            }
+            Event::ListenClosed { listener, error } => {
+                if let Some(w) = self.listens.get_mut(&listener) {
+                    if w.result.is_none() {
+                        w.complete(Err(Error::Listen(error.unwrap_or_default())));
+                    }
+                }
+            }
+            Event::Connected {
+                peer, connection, ..
+            } => {
+                if let Some(w) = self.dials.get_mut(&connection) {
+                    w.complete(Ok(peer));
+                }
+                self.push_event(HostEvent::Connected { peer, connection });
+            }
+            Event::Disconnected {
+                peer, connection, ..
+            } => {
+                self.forget_connection(connection);
+                self.push_event(HostEvent::Disconnected { peer, connection });
+            }
+            Event::ConnectionFailed {
+                connection, error, ..
+            } => {
+                self.forget_connection(connection);
+                if let Some(w) = self.dials.get_mut(&connection) {
+                    w.complete(Err(error.clone().into()));
+                }
+                self.push_event(HostEvent::ConnectionFailed {
+                    connection,
+                    error: error.to_string(),
+                });
+            }
+            Event::InboundStream {
+                peer,
+                stream,
+                protocol,
+            } => {
+                let handler = self.handlers.iter().rev().find_map(|(m, h)| match m {
+                    Matcher::Exact(p) if *p == protocol => Some(h.clone()),
+                    Matcher::Predicate(f) if f(protocol.as_str()) => Some(h.clone()),
+                    _ => None,
+                });
+                match handler {
+                    Some(handler) => handler(Stream::new(shared.clone(), stream, peer, protocol)),
+                    None => {
+                        let _ = self.swarm.reset(stream);
+                    }
+                }
+            }
+            Event::StreamOpened {
+                request,
+                stream,
+                protocol,
+            } => {
+                let peer = self
+                    .swarm
+                    .connection_peer(stream.connection)
+                    .unwrap_or_else(|| self.swarm.local_peer_id());
+                self.wake_connection(stream.connection);
+                let s = Stream::new(shared.clone(), stream, peer, protocol);
+                self.streams.entry(request).or_default().complete(Ok(s));
+            }
+            Event::StreamOpenFailed { request, error } => {
+                self.streams.entry(request).or_default().complete(Err(error.into()));
+            }
+            Event::Readable(s) => {
+                if let Some(w) = self.read_wakers.remove(&s) {
+                    w.wake();
+                }
+            }
+            Event::Writable(s) => {
+                if let Some(w) = self.write_wakers.remove(&s) {
+                    w.wake();
+                }
+            }
+            Event::StreamReset(s) => {
+                self.reset_streams.insert(s);
+                for w in [self.read_wakers.remove(&s), self.write_wakers.remove(&s)]
+                    .into_iter()
+                    .flatten()
+                {
+                    w.wake();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Wakes every stream of a connection that ended, so their reads and writes fail.
+    fn forget_connection(&mut self, connection: ConnectionId) {
+        let streams: Vec<StreamRef> = self
+            .read_wakers
+            .keys()
+            .chain(self.write_wakers.keys())
+            .filter(|s| s.connection == connection)
+            .copied()
+            .collect();
+        for s in streams {
+            self.reset_streams.insert(s);
+            for w in [self.read_wakers.remove(&s), self.write_wakers.remove(&s)]
+                .into_iter()
+                .flatten()
+            {
+                w.wake();
+            }
+        }
+        self.closing.remove(&connection);
+        self.wake_connection(connection);
+    }
+
+    fn push_event(&mut self, event: HostEvent) {
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+        if let Some(w) = self.event_waker.take() {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn wake_connection(&mut self, connection: ConnectionId) {
+        if let Some(w) = self.conn_wakers.remove(&connection) {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn wake_all_connections(&mut self) {
+        for (_, w) in self.conn_wakers.drain() {
+            w.wake();
+        }
+    }
+}
+
+/// A libp2p host: listens, dials, opens and accepts streams. Cloning gives another handle to
+/// the same host; [`Host::close`] (or dropping the last handle) closes everything.
+pub struct Host<R: Runtime> {
+    shared: Arc<Shared<R>>,
+    _owner: Arc<Owner<R>>,
+}
+
+impl<R: Runtime> Clone for Host<R> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            _owner: self._owner.clone(),
+        }
+    }
+}
+
+/// Closes the host when the last [`Host`] handle goes away.
+struct Owner<R: Runtime>(Arc<Shared<R>>);
+
+impl<R: Runtime> Drop for Owner<R> {
+    fn drop(&mut self) {
+        shutdown(&self.0);
+    }
+}
+
+fn shutdown<R: Runtime>(shared: &Arc<Shared<R>>) {
+    let mut inner = shared.lock();
+    if inner.shut_down {
+        return;
+    }
+    inner.shut_down = true;
+    let now = inner.runtime.now();
+    let connections: Vec<ConnectionId> = inner.swarm.connections_with_output().collect();
+    for c in connections {
+        inner.swarm.close_connection(now, c);
+    }
+    let listeners: Vec<ListenerId> = inner.listens.keys().copied().collect();
+    for l in listeners {
+        inner.swarm.close_listener(l);
+    }
+    inner.pump(shared);
+    inner.wake_all_connections();
+    if let Some(w) = inner.timer_waker.take() {
+        w.wake();
+    }
+}
+
+impl<R: Runtime> Host<R> {
+    /// Starts a host on `runtime`.
+    pub fn new(runtime: R, config: HostConfig) -> Self {
+        let mut swarm_config = SwarmConfig::new(config.keypair).with_security(config.security);
+        swarm_config.limits = config.limits;
+        swarm_config.upgrade = swarm_config.upgrade.with_timeout(config.upgrade_timeout);
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                swarm: Swarm::new(swarm_config),
+                runtime: runtime.clone(),
+                conn_wakers: HashMap::new(),
+                closing: HashSet::new(),
+                read_wakers: HashMap::new(),
+                write_wakers: HashMap::new(),
+                reset_streams: HashSet::new(),
+                timer_waker: None,
+                closed_listeners: HashSet::new(),
+                handlers: Vec::new(),
+                streams: HashMap::new(),
+                dials: HashMap::new(),
+                listens: HashMap::new(),
+                events: VecDeque::new(),
+                event_waker: None,
+                shut_down: false,
+            }),
+        });
+        io::spawn_timer(shared.clone(), &runtime);
+        Self {
+            _owner: Arc::new(Owner(shared.clone())),
+            shared,
+        }
+    }
+
+    /// Our peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.shared.lock().swarm.local_peer_id()
+    }
+
+    /// Listens on `addr` (e.g. `/ip4/127.0.0.1/tcp/0`); returns the bound address.
+    pub async fn listen(&self, addr: Multiaddr) -> Result<Multiaddr, Error> {
+        let listener = {
+            let mut inner = self.shared.lock();
+            if inner.shut_down {
+                return Err(Error::Closed);
+            }
+            let id = inner.swarm.listen(addr);
+            inner.listens.insert(id, Waiter::default());
+            inner.pump(&self.shared);
+            id
+        };
+        self.wait(|inner| &mut inner.listens, listener, false).await
+    }
+
+    /// Our listen addresses, each with `/p2p/<our id>` appended (go's `getHostAddress`).
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let inner = self.shared.lock();
+        let me = inner.swarm.local_peer_id();
+        inner
+            .swarm
+            .listen_addrs()
+            .into_iter()
+            .map(|a| a.with(AddrProtocol::P2p(me)))
+            .collect()
+    }
+
+    /// Dials `addr` (with `/p2p/<id>` to check the remote's identity); returns the peer once
+    /// the connection is established.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, Error> {
+        let connection = {
+            let mut inner = self.shared.lock();
+            if inner.shut_down {
+                return Err(Error::Closed);
+            }
+            let now = inner.runtime.now();
+            if let (_, Some(peer)) = plait_core::multiaddr::split_p2p(addr.clone()) {
+                inner.swarm.add_addresses(peer, [addr.clone()]);
+            }
+            let id = inner.swarm.dial(now, addr)?;
+            inner.dials.insert(id, Waiter::default());
+            inner.pump(&self.shared);
+            id
+        };
+        self.wait(|inner| &mut inner.dials, connection, true).await
+    }
+
+    /// Remembers addresses of `peer` for [`new_stream`](Self::new_stream).
+    pub fn add_addresses(&self, peer: PeerId, addrs: impl IntoIterator<Item = Multiaddr>) {
+        self.shared.lock().swarm.add_addresses(peer, addrs);
+    }
+
+    /// Opens a stream to `peer` proposing `protocols` in order, dialing a known address when
+    /// there is no connection (go-libp2p's `NewStream`).
+    pub async fn new_stream<P: AsRef<str>>(
+        &self,
+        peer: PeerId,
+        protocols: impl IntoIterator<Item = P>,
+    ) -> Result<Stream<R>, Error> {
+        let protocols = protocols
+            .into_iter()
+            .map(|p| Protocol::try_from(p.as_ref()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let request = {
+            let mut inner = self.shared.lock();
+            if inner.shut_down {
+                return Err(Error::Closed);
+            }
+            let now = inner.runtime.now();
+            let id = inner.swarm.open_stream(now, peer, protocols);
+            inner.streams.insert(id, Waiter::default());
+            inner.pump(&self.shared);
+            id
+        };
+        self.wait(|inner| &mut inner.streams, request, true).await
+    }
+
+    /// Serves inbound streams that negotiate `protocol` with `handler` (which typically
+    /// spawns a task). A later handler for the same protocol replaces the earlier one.
+    pub fn set_stream_handler(
+        &self,
+        protocol: &str,
+        handler: impl Fn(Stream<R>) + Send + Sync + 'static,
+    ) -> Result<(), Error> {
+        let protocol = Protocol::try_from(protocol)?;
+        let mut inner = self.shared.lock();
+        inner.swarm.add_protocol(protocol.clone());
+        inner
+            .handlers
+            .push((Matcher::Exact(protocol), Arc::new(handler)));
+        Ok(())
+    }
+
+    /// Serves inbound streams whose proposed protocol satisfies `matcher`.
+    pub fn set_stream_handler_match(
+        &self,
+        matcher: impl Fn(&str) -> bool + Send + Sync + 'static,
+        handler: impl Fn(Stream<R>) + Send + Sync + 'static,
+    ) {
+        let matcher: Arc<dyn Fn(&str) -> bool + Send + Sync> = Arc::new(matcher);
+        let mut inner = self.shared.lock();
+        let m = matcher.clone();
+        inner.swarm.add_protocol_matcher(move |p| m(p));
+        inner
+            .handlers
+            .push((Matcher::Predicate(matcher), Arc::new(handler)));
+    }
+
+    /// The next connection or listener event.
+    pub async fn next_event(&self) -> HostEvent {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            match inner.events.pop_front() {
+                Some(e) => Poll::Ready(e),
+                None => {
+                    inner.event_waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+        .await
+    }
+
+    /// Number of connections (established or upgrading).
+    pub fn num_connections(&self) -> usize {
+        self.shared.lock().swarm.num_connections()
+    }
+
+    /// Number of streams with state.
+    pub fn num_streams(&self) -> usize {
+        self.shared.lock().swarm.num_streams()
+    }
+
+    /// Closes every connection and listener. Streams fail afterwards.
+    pub fn close(&self) {
+        shutdown(&self.shared);
+    }
+
+    async fn wait<K: std::hash::Hash + Eq + Copy, T>(
+        &self,
+        map: impl Fn(&mut Inner<R>) -> &mut HashMap<K, Waiter<Result<T, Error>>>,
+        key: K,
+        remove: bool,
+    ) -> Result<T, Error> {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            let shut_down = inner.shut_down;
+            let waiters = map(&mut inner);
+            let Some(waiter) = waiters.get_mut(&key) else {
+                return Poll::Ready(Err(Error::Closed));
+            };
+            if waiter.result.is_some() {
+                let result = if remove {
+                    waiters.remove(&key).and_then(|w| w.result)
+                } else {
+                    waiter.result.take()
+                };
+                return Poll::Ready(result.unwrap_or(Err(Error::Closed)));
+            }
+            if shut_down {
+                waiters.remove(&key);
+                return Poll::Ready(Err(Error::Closed));
+            }
+            waiter.waker = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+}

@@ -1,0 +1,308 @@
+//! The tasks that move bytes and time between the runtime and the swarm.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use futures_io::{AsyncRead, AsyncWrite};
+use plait_core::multiaddr::Multiaddr;
+use plait_core::swarm::{ConnectionId, ListenerId};
+
+use crate::addr::{multiaddr_to_socket, socket_to_multiaddr, Target};
+use crate::host::Shared;
+use crate::{BoxFuture, Runtime};
+
+/// Bytes read from a socket per read call.
+const READ_CHUNK: usize = 64 * 1024;
+/// The connection task stops reading while this many received bytes wait to be consumed
+/// (the core consumes everything within its windows, so this is only reached by a peer
+/// sending beyond them).
+const MAX_UNCONSUMED_INPUT: usize = 1024 * 1024;
+/// Reads and writes per wake-up before the task yields, so one busy connection cannot starve
+/// the others on the same executor thread (quinn's work limiter).
+const WORK_PER_WAKE: usize = 32;
+
+async fn resolve<R: Runtime>(runtime: &R, addr: &Multiaddr) -> Result<Vec<std::net::SocketAddr>, String> {
+    match multiaddr_to_socket(addr) {
+        Some(Target::Socket(s)) => Ok(vec![s]),
+        Some(Target::Dns { host, port, v4, v6 }) => {
+            let all = runtime.resolve(host, port).await.map_err(|e| e.to_string())?;
+            let filtered: Vec<_> = all
+                .into_iter()
+                .filter(|a| (a.is_ipv4() && v4) || (a.is_ipv6() && v6))
+                .collect();
+            if filtered.is_empty() {
+                Err(format!("no address of the right family for {addr}"))
+            } else {
+                Ok(filtered)
+            }
+        }
+        None => Err(format!("unsupported address {addr}")),
+    }
+}
+
+pub(crate) fn spawn_listener<R: Runtime>(
+    shared: Arc<Shared<R>>,
+    runtime: &R,
+    listener: ListenerId,
+    addr: Multiaddr,
+) {
+    let rt = runtime.clone();
+    runtime.spawn(Box::pin(async move {
+        let bound = match resolve(&rt, &addr).await {
+            Ok(addrs) => match rt.bind(addrs[0]).await {
+                Ok(b) => Ok(b),
+                Err(e) => Err(e.to_string()),
+            },
+            Err(e) => Err(e),
+        };
+        let (socket, local) = match bound {
+            Ok(b) => b,
+            Err(e) => {
+                let mut inner = shared.lock();
+                inner.swarm.handle_listen_failed(listener, e);
+                inner.pump(&shared);
+                return;
+            }
+        };
+        let local = socket_to_multiaddr(local);
+        {
+            let mut inner = shared.lock();
+            inner.swarm.handle_listening(listener, local.clone());
+            inner.pump(&shared);
+        }
+        let socket = Arc::new(socket);
+        loop {
+            let mut accept = rt.accept(socket.clone());
+            let accepted = poll_fn(|cx| {
+                let inner = shared.lock();
+                if inner.shut_down || inner.closed_listeners.contains(&listener) {
+                    return Poll::Ready(None);
+                }
+                drop(inner);
+                accept.as_mut().poll(cx).map(Some)
+            });
+            // The accept future is re-polled when the listener closes via the timer's wake.
+            let Some(result) = with_shutdown(&shared, accepted).await else {
+                return;
+            };
+            let (tcp, remote) = match result {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::debug!(%e, "accept failed");
+                    continue;
+                }
+            };
+            let id = {
+                let mut inner = shared.lock();
+                let now = rt.now();
+                let r = inner
+                    .swarm
+                    .handle_incoming(now, local.clone(), socket_to_multiaddr(remote));
+                inner.pump(&shared);
+                r
+            };
+            match id {
+                Ok(id) => spawn_connection(shared.clone(), &rt, id, tcp),
+                Err(e) => tracing::debug!(%e, %remote, "refused inbound connection"),
+            }
+        }
+    }));
+}
+
+/// Runs `fut`, also finishing (with `None`) when the host shuts down.
+async fn with_shutdown<R: Runtime, T>(
+    shared: &Arc<Shared<R>>,
+    fut: impl Future<Output = Option<T>>,
+) -> Option<T> {
+    let mut fut = std::pin::pin!(fut);
+    poll_fn(|cx| {
+        if shared.lock().shut_down {
+            return Poll::Ready(None);
+        }
+        fut.as_mut().poll(cx)
+    })
+    .await
+}
+
+pub(crate) fn spawn_dial<R: Runtime>(
+    shared: Arc<Shared<R>>,
+    runtime: &R,
+    connection: ConnectionId,
+    addr: Multiaddr,
+) {
+    let rt = runtime.clone();
+    runtime.spawn(Box::pin(async move {
+        let result = match resolve(&rt, &addr).await {
+            Ok(addrs) => {
+                let mut last = String::from("no address");
+                let mut tcp = None;
+                for a in addrs {
+                    match rt.connect(a).await {
+                        Ok(t) => {
+                            tcp = Some(t);
+                            break;
+                        }
+                        Err(e) => last = e.to_string(),
+                    }
+                }
+                tcp.ok_or(last)
+            }
+            Err(e) => Err(e),
+        };
+        let mut inner = shared.lock();
+        let now = rt.now();
+        match result {
+            Ok(tcp) => {
+                inner.swarm.handle_connected(now, connection);
+                inner.pump(&shared);
+                drop(inner);
+                spawn_connection(shared.clone(), &rt, connection, tcp);
+            }
+            Err(e) => {
+                inner.swarm.handle_dial_failed(now, connection, e);
+                inner.pump(&shared);
+            }
+        }
+    }));
+}
+
+fn spawn_connection<R: Runtime>(shared: Arc<Shared<R>>, runtime: &R, id: ConnectionId, tcp: R::Tcp) {
+    let rt = runtime.clone();
+    runtime.spawn(Box::pin(run_connection(shared, rt, id, tcp)));
+}
+
+/// Reads into the swarm and writes what it transmits until the connection ends.
+async fn run_connection<R: Runtime>(shared: Arc<Shared<R>>, rt: R, id: ConnectionId, mut tcp: R::Tcp) {
+    let mut input = BytesMut::with_capacity(READ_CHUNK);
+    let mut output = BytesMut::with_capacity(READ_CHUNK);
+    let mut read_open = true;
+    poll_fn(|cx| {
+        let mut work = 0;
+        loop {
+            let mut progress = false;
+            // Read.
+            if read_open && input.len() < MAX_UNCONSUMED_INPUT {
+                let start = input.len();
+                input.resize(start + READ_CHUNK, 0);
+                match Pin::new(&mut tcp).poll_read(cx, &mut input[start..]) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        input.truncate(start);
+                        read_open = false;
+                        let mut inner = shared.lock();
+                        let now = rt.now();
+                        inner.swarm.handle_closed(now, id);
+                        inner.pump(&shared);
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        input.truncate(start + n);
+                        let mut inner = shared.lock();
+                        let now = rt.now();
+                        inner.swarm.handle_input(now, id, &mut input);
+                        inner.pump(&shared);
+                        progress = true;
+                    }
+                    Poll::Pending => input.truncate(start),
+                }
+            }
+            // Write.
+            let closing = {
+                let mut inner = shared.lock();
+                if output.is_empty() {
+                    let now = rt.now();
+                    inner.swarm.poll_transmit(now, id, &mut output);
+                    inner.pump(&shared);
+                }
+                let gone = inner.swarm.connection_peer(id).is_none()
+                    && !inner.swarm.connections_with_output().any(|c| c == id);
+                inner.closing.contains(&id) || gone || inner.shut_down
+            };
+            while !output.is_empty() {
+                match Pin::new(&mut tcp).poll_write(cx, &output) {
+                    Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                        output.clear();
+                        read_open = false;
+                        let mut inner = shared.lock();
+                        let now = rt.now();
+                        inner.swarm.handle_closed(now, id);
+                        inner.pump(&shared);
+                        break;
+                    }
+                    Poll::Ready(Ok(n)) => {
+                        let _ = output.split_to(n);
+                        progress = true;
+                    }
+                    Poll::Pending => break,
+                }
+            }
+            if output.is_empty() && (closing || !read_open) {
+                let _ = Pin::new(&mut tcp).poll_close(cx);
+                let mut inner = shared.lock();
+                inner.closing.remove(&id);
+                inner.conn_wakers.remove(&id);
+                if read_open {
+                    let now = rt.now();
+                    inner.swarm.handle_closed(now, id);
+                    inner.pump(&shared);
+                }
+                return Poll::Ready(());
+            }
+            if !progress {
+                shared.lock().conn_wakers.insert(id, cx.waker().clone());
+                // Output may have been queued between our transmit poll and registering.
+                let pending = {
+                    let inner = shared.lock();
+                    inner.closing.contains(&id) || inner.shut_down
+                };
+                if !pending {
+                    return Poll::Pending;
+                }
+            }
+            work += 1;
+            if work >= WORK_PER_WAKE {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+    })
+    .await;
+}
+
+pub(crate) fn spawn_timer<R: Runtime>(shared: Arc<Shared<R>>, runtime: &R) {
+    let rt = runtime.clone();
+    runtime.spawn(Box::pin(async move {
+        let mut sleep: Option<(Instant, BoxFuture<'static, ()>)> = None;
+        poll_fn(|cx: &mut Context<'_>| loop {
+            let mut inner = shared.lock();
+            if inner.shut_down && inner.swarm.num_connections() == 0 {
+                return Poll::Ready(());
+            }
+            let now = rt.now();
+            if inner.swarm.poll_timeout().is_some_and(|t| t <= now) {
+                inner.swarm.handle_timeout(now);
+                inner.pump(&shared);
+                inner.wake_all_connections();
+            }
+            inner.timer_waker = Some(cx.waker().clone());
+            let next = inner.swarm.poll_timeout();
+            drop(inner);
+            let Some(deadline) = next else {
+                sleep = None;
+                return Poll::Pending;
+            };
+            if sleep.as_ref().is_none_or(|(at, _)| *at != deadline) {
+                sleep = Some((deadline, rt.sleep_until(deadline)));
+            }
+            if let Some((_, fut)) = sleep.as_mut() {
+                if fut.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                sleep = None;
+            }
+        })
+        .await;
+    }));
+}

@@ -1,0 +1,82 @@
+//! plait-driver: the one async driver of `plait-core`, generic over a small [`Runtime`]
+//! trait.
+//!
+//! The runtime crates (`plait-tokio`, `plait-smol`, `plait-async-std`) implement [`Runtime`]
+//! for their executor, sockets and timers and re-export [`Host`]; every protocol decision stays
+//! in the core's [`Swarm`](plait_core::swarm::Swarm). A fourth runtime needs only another
+//! implementation of [`Runtime`] (about 60 lines).
+//!
+//! Shape (as quinn's driver): the swarm sits behind one mutex. Each TCP connection has a task
+//! that feeds the bytes it reads into the swarm and writes what the swarm transmits; one
+//! timer task calls `handle_timeout`; application [`Stream`]s read and write through the same
+//! mutex and wake the connection task when they queue data.
+
+mod addr;
+mod host;
+mod io;
+mod stream;
+
+use std::future::Future;
+use std::io as stdio;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub use addr::{multiaddr_to_socket, socket_to_multiaddr, Target};
+pub use host::{Host, HostConfig, HostEvent};
+pub use plait_core;
+pub use stream::Stream;
+
+/// A boxed, sendable future.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What a runtime provides: spawning, timers and TCP sockets.
+pub trait Runtime: Clone + Send + Sync + 'static {
+    /// A connected TCP socket.
+    type Tcp: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send + 'static;
+    /// A bound TCP listener.
+    type Listener: Send + Sync + 'static;
+
+    /// Runs `task` in the background.
+    fn spawn(&self, task: BoxFuture<'static, ()>);
+    /// Completes at `deadline`.
+    fn sleep_until(&self, deadline: Instant) -> BoxFuture<'static, ()>;
+    /// Connects to `addr`.
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, stdio::Result<Self::Tcp>>;
+    /// Binds a listener to `addr`; returns it with its bound address.
+    fn bind(&self, addr: SocketAddr)
+        -> BoxFuture<'static, stdio::Result<(Self::Listener, SocketAddr)>>;
+    /// Accepts the next connection.
+    fn accept(
+        &self,
+        listener: Arc<Self::Listener>,
+    ) -> BoxFuture<'static, stdio::Result<(Self::Tcp, SocketAddr)>>;
+    /// Resolves a host name.
+    fn resolve(&self, host: String, port: u16) -> BoxFuture<'static, stdio::Result<Vec<SocketAddr>>>;
+    /// The current time (overridable for tests).
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// Why a host operation failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The swarm refused or failed the operation.
+    #[error(transparent)]
+    Swarm(#[from] plait_core::swarm::Error),
+    /// The address is not one this host can use.
+    #[error("unsupported address {0}")]
+    Address(String),
+    /// A protocol id is not valid.
+    #[error("invalid protocol id: {0}")]
+    Protocol(#[from] plait_core::multistream::ProtocolError),
+    /// Listening failed.
+    #[error("listen failed: {0}")]
+    Listen(String),
+    /// The host was shut down.
+    #[error("host is closed")]
+    Closed,
+}
