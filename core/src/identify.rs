@@ -101,10 +101,10 @@ pub enum Error {
     /// The public key belongs to another peer than the authenticated remote.
     #[error("public key of {actual} sent by {expected}")]
     PublicKeyMismatch {
-        /// The authenticated remote peer.
-        expected: PeerId,
+        /// The authenticated remote peer (boxed: keeps `Error` small).
+        expected: Box<PeerId>,
         /// The peer id of the key received.
-        actual: PeerId,
+        actual: Box<PeerId>,
     },
     /// Our own message exceeds [`MAX_SEND_SIZE`] even without listen addresses.
     #[error("identify message of {0} bytes exceeds {max} bytes", max = MAX_SEND_SIZE)]
@@ -301,7 +301,10 @@ fn from_proto(msg: proto::Identify, kind: Kind, remote: Option<PeerId>) -> Resul
                 identity::peer_id_from_public_key_protobuf(&bytes).map_err(Error::BadPublicKey)?;
             if let Some(expected) = remote {
                 if expected != actual {
-                    return Err(Error::PublicKeyMismatch { expected, actual });
+                    return Err(Error::PublicKeyMismatch {
+                        expected: Box::new(expected),
+                        actual: Box::new(actual),
+                    });
                 }
             }
             Some(identity::decode_public_key(&bytes).map_err(Error::BadPublicKey)?)
@@ -477,7 +480,7 @@ mod tests {
         assert!(matches!(
             decode(Kind::Query, Some(other), &wire),
             Err(Error::PublicKeyMismatch { expected, actual })
-                if expected == other && actual == vector_peer()
+                if *expected == other && *actual == vector_peer()
         ));
         // A query without a key fails; a push without one is fine.
         let no_key = Info {

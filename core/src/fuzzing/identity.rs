@@ -108,7 +108,8 @@ mod tests {
     #[test]
     fn seed_corpora_replay() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
-        let targets: [(&str, fn(&[u8])); 3] = [
+        type Target = fn(&[u8]);
+        let targets: [(&str, Target); 3] = [
             ("peer_id_parse", peer_id_parse),
             ("public_key_parse", public_key_parse),
             ("identify_decode", identify_decode),
