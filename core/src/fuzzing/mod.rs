@@ -18,4 +18,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("multistream_listener", multistream::multistream_listener),
     ("multistream_dialer", multistream::multistream_dialer),
     ("length_prefixed", multistream::length_prefixed),
+    ("peer_id_parse", identity::peer_id_parse),
+    ("public_key_parse", identity::public_key_parse),
+    ("identify_decode", identity::identify_decode),
 ];
