@@ -12,6 +12,7 @@
 //! mutex and wake the connection task when they queue data.
 
 mod addr;
+pub mod demo;
 mod host;
 mod io;
 mod stream;

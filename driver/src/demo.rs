@@ -1,0 +1,169 @@
+//! The echo demo shared by every runtime crate's `echo` example (go-libp2p's `echo`).
+//!
+//! ```text
+//! echo                      both peers in one process: listen, dial, echo, print
+//! echo -l PORT              listen on 127.0.0.1:PORT, print /ip4/127.0.0.1/tcp/PORT/p2p/ID
+//! echo -d MULTIADDR         dial, send "Hello, world!\n", print the reply
+//! options: --insecure (plaintext instead of Noise), --seed N (deterministic identity)
+//! ```
+
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use plait_core::identity::keypair_from_seed;
+use plait_core::multiaddr::{split_p2p, Multiaddr};
+use plait_core::upgrade::Security;
+
+use crate::{Error, Host, HostConfig, Runtime, Stream};
+
+/// The echo protocol id.
+pub const ECHO: &str = "/echo/1.0.0";
+/// The longest line the echo handler reads, in bytes.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// What the echo demo was asked to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EchoArgs {
+    /// `-l PORT`: listen.
+    pub listen: Option<u16>,
+    /// `-d MULTIADDR`: dial.
+    pub dial: Option<Multiaddr>,
+    /// `--insecure`: plaintext.
+    pub insecure: bool,
+    /// `--seed N`: deterministic identity.
+    pub seed: Option<u64>,
+}
+
+impl EchoArgs {
+    /// Parses command-line arguments (without the program name).
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        let mut parsed = Self::default();
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
+            match arg.as_str() {
+                "-l" => parsed.listen = Some(value("-l")?.parse().map_err(|e| format!("-l: {e}"))?),
+                "-d" => parsed.dial = Some(value("-d")?.parse().map_err(|e| format!("-d: {e}"))?),
+                "--seed" | "-seed" => {
+                    parsed.seed = Some(value("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?)
+                }
+                "--insecure" | "-insecure" => parsed.insecure = true,
+                other => return Err(format!("unknown argument {other}")),
+            }
+        }
+        Ok(parsed)
+    }
+
+    fn config(&self, seed_offset: u64) -> HostConfig {
+        let config = match self.seed {
+            Some(seed) => HostConfig::new(keypair_from_seed(seed.wrapping_add(seed_offset))),
+            None => HostConfig::random(),
+        };
+        config.with_security(if self.insecure {
+            Security::Plaintext
+        } else {
+            Security::Noise
+        })
+    }
+}
+
+/// Serves `/echo/1.0.0` as go's `doEcho`: read one line, write it back, close.
+pub fn serve_echo<R: Runtime>(host: &Host<R>, runtime: &R) -> Result<(), Error> {
+    let rt = runtime.clone();
+    host.set_stream_handler(ECHO, move |stream| {
+        rt.spawn(Box::pin(async move {
+            if let Err(e) = echo_line(stream).await {
+                tracing::warn!(%e, "echo stream failed");
+            }
+        }));
+    })
+}
+
+async fn echo_line<R: Runtime>(mut stream: Stream<R>) -> std::io::Result<()> {
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1024];
+    loop {
+        let n = stream.read(&mut byte).await?;
+        if n == 0 {
+            break;
+        }
+        line.extend_from_slice(&byte[..n]);
+        if line.contains(&b'\n') || line.len() >= MAX_LINE {
+            break;
+        }
+    }
+    let end = line.iter().position(|b| *b == b'\n').map_or(line.len(), |i| i + 1);
+    tracing::info!(peer = %stream.peer(), line = ?String::from_utf8_lossy(&line[..end]), "echoing");
+    stream.write_all(&line[..end]).await?;
+    stream.close().await
+}
+
+/// Dials `addr`, sends `Hello, world!\n` on `/echo/1.0.0` and returns the reply.
+pub async fn dial_echo<R: Runtime>(host: &Host<R>, addr: Multiaddr) -> Result<String, Error> {
+    let (_, peer) = split_p2p(addr.clone());
+    let peer = peer.ok_or_else(|| Error::Address(format!("{addr} has no /p2p/<peer id>")))?;
+    host.add_addresses(peer, [addr]);
+    let mut stream = host.new_stream(peer, [ECHO]).await?;
+    let io = |e: std::io::Error| Error::Address(e.to_string());
+    stream.write_all(b"Hello, world!\n").await.map_err(io)?;
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).await.map_err(io)?;
+    Ok(String::from_utf8_lossy(&reply).into_owned())
+}
+
+/// Runs the echo demo as `args` say; prints what go's echo example prints.
+pub async fn run<R: Runtime>(runtime: R, args: EchoArgs) -> Result<(), Error> {
+    let listen_addr = |port: u16| -> Multiaddr {
+        format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("valid multiaddr")
+    };
+    match (args.listen, args.dial.clone()) {
+        (Some(port), _) => {
+            let host = Host::new(runtime.clone(), args.config(0));
+            serve_echo(&host, &runtime)?;
+            host.listen(listen_addr(port)).await?;
+            for addr in host.listen_addrs() {
+                println!("I am {addr}");
+                println!("Now run \"echo -d {addr}\" on a different terminal");
+            }
+            println!("listening for connections");
+            std::future::pending::<()>().await;
+            Ok(())
+        }
+        (None, Some(addr)) => {
+            let host = Host::new(runtime, args.config(1));
+            let reply = dial_echo(&host, addr).await?;
+            println!("read reply: {reply:?}");
+            Ok(())
+        }
+        (None, None) => {
+            let listener = Host::new(runtime.clone(), args.config(0));
+            serve_echo(&listener, &runtime)?;
+            listener.listen(listen_addr(0)).await?;
+            let addr = listener.listen_addrs().into_iter().next().ok_or(Error::Closed)?;
+            println!("listener: I am {addr}");
+            let dialer = Host::new(runtime, args.config(1));
+            println!("dialer {}: dialing {addr}", dialer.peer_id());
+            let reply = dial_echo(&dialer, addr).await?;
+            println!("dialer: read reply: {reply:?}");
+            dialer.close();
+            listener.close();
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_style_flags() {
+        let args = EchoArgs::parse(
+            ["-d", "/ip4/127.0.0.1/tcp/1", "--insecure", "-seed", "7"].map(String::from),
+        )
+        .unwrap();
+        assert_eq!(args.dial.unwrap().to_string(), "/ip4/127.0.0.1/tcp/1");
+        assert!(args.insecure);
+        assert_eq!(args.seed, Some(7));
+        assert!(EchoArgs::parse(["-l".to_string()]).is_err());
+        assert!(EchoArgs::parse(["--bogus".to_string()]).is_err());
+    }
+}

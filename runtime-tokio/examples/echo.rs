@@ -1,0 +1,21 @@
+//! go-libp2p's echo example on tokio. Run with no arguments for both peers in one process;
+//! `-l PORT` to listen, `-d MULTIADDR` to dial, `--insecure`, `--seed N`; `RUST_LOG=debug`
+//! shows what the host does.
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .init();
+    let args = match plait_tokio::demo::EchoArgs::parse(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(e) => {
+            eprintln!("{e}\nusage: echo [-l PORT | -d MULTIADDR] [--insecure] [--seed N]");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = plait_tokio::demo::run(plait_tokio::Tokio::current(), args).await {
+        eprintln!("error: {e}");
+        std::process::exit(1);
+    }
+}
