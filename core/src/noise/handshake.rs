@@ -27,9 +27,9 @@ const MSG2_OVERHEAD: usize = 32 + 32 + TAG_LEN + TAG_LEN;
 pub struct Config {
     identity: Keypair,
     local_peer: PeerId,
-    static_secret: [u8; 32],
+    pub(super) static_secret: [u8; 32],
     static_public: Vec<u8>,
-    signature: Vec<u8>,
+    pub(super) signature: Vec<u8>,
     muxers: Vec<String>,
     prologue: Vec<u8>,
     seed: [u8; 32],
@@ -67,7 +67,11 @@ impl Config {
         Self::new(identity, seed)
     }
 
-    fn with_keys(identity: Keypair, static_secret: [u8; 32], seed: [u8; 32]) -> Result<Self, Error> {
+    fn with_keys(
+        identity: Keypair,
+        static_secret: [u8; 32],
+        seed: [u8; 32],
+    ) -> Result<Self, Error> {
         let mut dh = DefaultResolver
             .resolve_dh(&DHChoice::Curve25519)
             .ok_or(snow::Error::Init(snow::error::InitStage::GetDhImpl))?;
@@ -127,7 +131,7 @@ impl Config {
     }
 
     /// Encodes our `NoiseHandshakePayload` (identity key, signature, muxers).
-    fn encode_payload(&self) -> Result<Vec<u8>, Error> {
+    pub(super) fn encode_payload(&self) -> Result<Vec<u8>, Error> {
         let payload = NoiseHandshakePayload {
             identity_key: Some(self.identity.public().encode_protobuf()),
             identity_sig: Some(self.signature.clone()),
@@ -374,10 +378,7 @@ impl Handshake {
             return Err(Error::LocalPeerId(remote_peer));
         }
         let sig = payload.identity_sig.ok_or(Error::MissingSignature)?;
-        let remote_static = self
-            .state
-            .get_remote_static()
-            .ok_or(Error::BadSignature)?;
+        let remote_static = self.state.get_remote_static().ok_or(Error::BadSignature)?;
         let mut signed = Vec::with_capacity(STATIC_KEY_DOMAIN.len() + remote_static.len());
         signed.extend_from_slice(STATIC_KEY_DOMAIN);
         signed.extend_from_slice(remote_static);
@@ -387,14 +388,18 @@ impl Handshake {
         let remote_muxers = payload
             .extensions
             .map(|e| e.stream_muxers)
-            .filter(|m| m.len() <= MAX_REMOTE_MUXERS)
             .unwrap_or_default();
         let (init_list, resp_list) = if self.initiator {
             (&self.local_muxers, &remote_muxers)
         } else {
             (&remote_muxers, &self.local_muxers)
         };
-        let muxer = init_list.iter().find(|m| resp_list.contains(m)).cloned();
+        // A list over the limit counts as absent on both sides, so both compute the same.
+        let muxer = if init_list.len() > MAX_REMOTE_MUXERS || resp_list.len() > MAX_REMOTE_MUXERS {
+            None
+        } else {
+            init_list.iter().find(|m| resp_list.contains(m)).cloned()
+        };
         Ok(Outcome {
             remote_peer,
             remote_key,

@@ -43,6 +43,8 @@
 
 mod handshake;
 mod payload;
+#[cfg(test)]
+mod tests;
 mod transport;
 
 pub use handshake::{Config, Handshake, Outcome};
@@ -65,7 +67,7 @@ pub const TAG_LEN: usize = 16;
 /// Largest plaintext in one transport frame, in bytes (`MAX_FRAME_LEN - TAG_LEN`).
 pub const MAX_PLAINTEXT: usize = MAX_FRAME_LEN - TAG_LEN;
 
-/// Largest `stream_muxers` list we act on; a longer list is ignored as go-libp2p does
+/// Largest `stream_muxers` list (either side's) we act on; a longer list is ignored as go-libp2p does
 /// (`maxProtoNum = 100`), so a peer cannot make us compare an unbounded number of strings.
 pub const MAX_REMOTE_MUXERS: usize = 100;
 

@@ -43,7 +43,7 @@ impl std::fmt::Debug for Transport {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a begun frame must be sealed with Transport::seal_frame"]
 pub struct FrameStart {
-    offset: usize,
+    pub(super) offset: usize,
 }
 
 fn nonce(counter: u64) -> Nonce {
@@ -195,16 +195,17 @@ impl Transport {
         }
         input.advance(2);
         let mut frame = input.split_to(len);
-        let plain_len = match self
-            .recv
-            .open_in_place(nonce(self.recv_nonce), Aad::empty(), &mut frame)
-        {
-            Ok(plain) => plain.len(),
-            Err(_) => {
-                self.failed = true;
-                return Err(Error::Decrypt);
-            }
-        };
+        let plain_len =
+            match self
+                .recv
+                .open_in_place(nonce(self.recv_nonce), Aad::empty(), &mut frame)
+            {
+                Ok(plain) => plain.len(),
+                Err(_) => {
+                    self.failed = true;
+                    return Err(Error::Decrypt);
+                }
+            };
         self.recv_nonce += 1;
         frame.truncate(plain_len);
         Ok(Some(frame))
