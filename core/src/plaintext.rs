@@ -198,3 +198,152 @@ impl Plaintext {
         self.outcome.ok_or(Error::NotFinished)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libp2p_identity::Keypair;
+    use proptest::prelude::*;
+
+    fn key(seed: u8) -> Keypair {
+        Keypair::ed25519_from_bytes([seed; 32]).unwrap()
+    }
+
+    fn machine(seed: u8, expected: Option<PeerId>) -> Plaintext {
+        Plaintext::new(&Config::new(key(seed).public()), expected)
+    }
+
+    fn exchange_bytes(id: Option<Vec<u8>>, pubkey: Option<Vec<u8>>) -> BytesMut {
+        let mut out = BytesMut::new();
+        varint::encode_frame(&Exchange { id, pubkey }.encode_to_vec(), &mut out);
+        out
+    }
+
+    #[test]
+    fn exchange_both_ways_keeps_trailing_bytes() {
+        let (pa, pb) = (key(1).public().to_peer_id(), key(2).public().to_peer_id());
+        let mut a = machine(1, Some(pb));
+        let mut b = machine(2, None);
+        let (mut ab, mut ba) = (BytesMut::new(), BytesMut::new());
+        a.poll_transmit(&mut ab).unwrap();
+        b.poll_transmit(&mut ba).unwrap();
+        assert!(a.poll_transmit(&mut ab).is_none());
+        ab.extend_from_slice(b"/yamux/1.0.0\n");
+        b.handle_input(&mut ab).unwrap();
+        a.handle_input(&mut ba).unwrap();
+        assert!(a.is_finished() && b.is_finished());
+        assert_eq!(&ab[..], b"/yamux/1.0.0\n");
+        // Further input is left alone.
+        b.handle_input(&mut ab).unwrap();
+        assert_eq!(&ab[..], b"/yamux/1.0.0\n");
+        assert_eq!(a.into_outcome().unwrap().remote_peer, pb);
+        let ob = b.into_outcome().unwrap();
+        assert_eq!(ob.remote_peer, pa);
+        assert_eq!(ob.remote_key, key(1).public());
+    }
+
+    #[test]
+    fn wire_format() {
+        let mut a = machine(1, None);
+        let mut out = BytesMut::new();
+        a.poll_transmit(&mut out).unwrap();
+        // uvarint(78) ‖ 0a 26 <38-byte identity multihash> 12 24 <36-byte PublicKey>
+        let pk = key(1).public();
+        let mut want = vec![78u8, 0x0a, 38];
+        want.extend_from_slice(&pk.to_peer_id().to_bytes());
+        want.extend_from_slice(&[0x12, 36]);
+        want.extend_from_slice(&pk.encode_protobuf());
+        assert_eq!(&out[..], &want[..]);
+    }
+
+    #[test]
+    fn lying_id_is_rejected() {
+        let mut m = machine(1, None);
+        let mut input = exchange_bytes(
+            Some(key(3).public().to_peer_id().to_bytes()),
+            Some(key(2).public().encode_protobuf()),
+        );
+        match m.handle_input(&mut input) {
+            Err(Error::IdKeyMismatch { claimed, actual }) => {
+                assert_eq!(claimed, key(3).public().to_peer_id());
+                assert_eq!(actual, key(2).public().to_peer_id());
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(m.handle_input(&mut input), Err(Error::Failed)));
+    }
+
+    #[test]
+    fn wrong_expected_peer() {
+        let mut m = machine(1, Some(key(3).public().to_peer_id()));
+        let mut b = machine(2, None);
+        let mut w = BytesMut::new();
+        b.poll_transmit(&mut w);
+        assert!(matches!(
+            m.handle_input(&mut w),
+            Err(Error::PeerIdMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_inputs() {
+        let pk = key(2).public();
+        let cases: Vec<(BytesMut, fn(&Error) -> bool)> = vec![
+            (exchange_bytes(None, Some(pk.encode_protobuf())), |e| {
+                matches!(e, Error::MissingId)
+            }),
+            (
+                exchange_bytes(Some(pk.to_peer_id().to_bytes()), None),
+                |e| matches!(e, Error::MissingKey),
+            ),
+            (
+                exchange_bytes(Some(vec![1, 2, 3]), Some(pk.encode_protobuf())),
+                |e| matches!(e, Error::InvalidPeerId(_)),
+            ),
+            (
+                exchange_bytes(Some(pk.to_peer_id().to_bytes()), Some(vec![8, 1])),
+                |e| matches!(e, Error::InvalidKey(_)),
+            ),
+            (BytesMut::from(&[3u8, 0xff, 0xff, 0xff][..]), |e| {
+                matches!(e, Error::Malformed(_))
+            }),
+            (BytesMut::from(&[0x81u8, 0x80, 0x01][..]), |e| {
+                matches!(e, Error::Frame(FrameError::TooLarge { .. }))
+            }),
+        ];
+        for (mut input, check) in cases {
+            let err = machine(1, None).handle_input(&mut input).unwrap_err();
+            assert!(check(&err), "{err:?}");
+        }
+        // Truncated: waits, consumes nothing.
+        let mut m = machine(1, None);
+        let mut input = BytesMut::from(&[10u8, 1, 2][..]);
+        m.handle_input(&mut input).unwrap();
+        assert_eq!(input.len(), 3);
+        assert!(!m.is_finished());
+        assert!(matches!(m.into_outcome(), Err(Error::NotFinished)));
+    }
+
+    proptest! {
+        #[test]
+        fn chunking_invariance(chunks in proptest::collection::vec(1usize..20, 1..20), tail in proptest::collection::vec(any::<u8>(), 0..20)) {
+            let mut wire = BytesMut::new();
+            machine(2, None).poll_transmit(&mut wire);
+            wire.extend_from_slice(&tail);
+            let mut whole = machine(1, None);
+            let mut all = wire.clone();
+            whole.handle_input(&mut all).unwrap();
+            let mut m = machine(1, None);
+            let mut input = BytesMut::new();
+            let mut i = 0;
+            while !wire.is_empty() {
+                let n = chunks[i % chunks.len()].min(wire.len());
+                i += 1;
+                input.extend_from_slice(&wire.split_to(n));
+                m.handle_input(&mut input).unwrap();
+            }
+            prop_assert_eq!(whole.outcome(), m.outcome());
+            prop_assert_eq!(all, input);
+        }
+    }
+}
