@@ -211,6 +211,19 @@ impl Transport {
         Ok(Some(frame))
     }
 
+    /// A copy sharing keys and nonces, for the fuzz targets only: two live copies would reuse
+    /// nonces, which is why `Transport` is not `Clone`.
+    #[cfg(any(fuzzing, feature = "fuzzing"))]
+    pub(crate) fn clone_for_fuzzing(&self) -> Self {
+        Self {
+            send: self.send.clone(),
+            recv: self.recv.clone(),
+            send_nonce: self.send_nonce,
+            recv_nonce: self.recv_nonce,
+            failed: self.failed,
+        }
+    }
+
     #[cfg(test)]
     pub(crate) fn set_nonces_for_testing(&mut self, send: u64, recv: u64) {
         self.send_nonce = send;
