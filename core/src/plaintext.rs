@@ -59,17 +59,17 @@ pub enum Error {
     #[error("claimed peer id {claimed} does not match the key's peer id {actual}")]
     IdKeyMismatch {
         /// The id the peer claimed.
-        claimed: PeerId,
+        claimed: Box<PeerId>,
         /// The id of the key it sent.
-        actual: PeerId,
+        actual: Box<PeerId>,
     },
     /// The remote is not the peer we expected.
     #[error("peer id mismatch: expected {expected}, got {actual}")]
     PeerIdMismatch {
         /// The peer we dialed.
-        expected: PeerId,
+        expected: Box<PeerId>,
         /// The peer that answered.
-        actual: PeerId,
+        actual: Box<PeerId>,
     },
     /// `into_outcome` was called before the exchange finished.
     #[error("the exchange is not finished")]
@@ -159,11 +159,17 @@ impl Plaintext {
         let claimed = PeerId::from_bytes(&msg.id.ok_or(Error::MissingId)?)?;
         let actual = remote_key.to_peer_id();
         if claimed != actual {
-            return Err(Error::IdKeyMismatch { claimed, actual });
+            return Err(Error::IdKeyMismatch {
+                claimed: Box::new(claimed),
+                actual: Box::new(actual),
+            });
         }
         if let Some(expected) = expected {
             if expected != actual {
-                return Err(Error::PeerIdMismatch { expected, actual });
+                return Err(Error::PeerIdMismatch {
+                    expected: Box::new(expected),
+                    actual: Box::new(actual),
+                });
             }
         }
         Ok(Some(Outcome {
@@ -265,8 +271,8 @@ mod tests {
         );
         match m.handle_input(&mut input) {
             Err(Error::IdKeyMismatch { claimed, actual }) => {
-                assert_eq!(claimed, key(3).public().to_peer_id());
-                assert_eq!(actual, key(2).public().to_peer_id());
+                assert_eq!(*claimed, key(3).public().to_peer_id());
+                assert_eq!(*actual, key(2).public().to_peer_id());
             }
             other => panic!("{other:?}"),
         }
@@ -288,7 +294,8 @@ mod tests {
     #[test]
     fn malformed_inputs() {
         let pk = key(2).public();
-        let cases: Vec<(BytesMut, fn(&Error) -> bool)> = vec![
+        type Check = fn(&Error) -> bool;
+        let cases: Vec<(BytesMut, Check)> = vec![
             (exchange_bytes(None, Some(pk.encode_protobuf())), |e| {
                 matches!(e, Error::MissingId)
             }),

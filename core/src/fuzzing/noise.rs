@@ -211,7 +211,8 @@ mod tests {
 
     #[test]
     fn entries_accept_seeds_and_random_bytes() {
-        let targets: [(&str, fn(&[u8])); 4] = [
+        type Target = fn(&[u8]);
+        let targets: [(&str, Target); 4] = [
             ("noise_responder", noise_responder),
             ("noise_initiator", noise_initiator),
             ("noise_transport", noise_transport),

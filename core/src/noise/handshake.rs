@@ -369,8 +369,8 @@ impl Handshake {
         if let Some(expected) = self.expected {
             if expected != remote_peer {
                 return Err(Error::PeerIdMismatch {
-                    expected,
-                    actual: remote_peer,
+                    expected: Box::new(expected),
+                    actual: Box::new(remote_peer),
                 });
             }
         }

@@ -106,9 +106,9 @@ pub enum Error {
     #[error("peer id mismatch: expected {expected}, got {actual}")]
     PeerIdMismatch {
         /// The peer we dialed.
-        expected: PeerId,
+        expected: Box<PeerId>,
         /// The peer that answered.
-        actual: PeerId,
+        actual: Box<PeerId>,
     },
     /// The remote authenticated with our own identity.
     #[error("remote peer {0} is the local peer")]

@@ -328,8 +328,8 @@ fn wrong_expected_peer_fails_before_msg3() {
     let r = run(&a, &b, Some(c.local_peer_id()));
     match r.init {
         Err(Error::PeerIdMismatch { expected, actual }) => {
-            assert_eq!(expected, c.local_peer_id());
-            assert_eq!(actual, b.local_peer_id());
+            assert_eq!(*expected, c.local_peer_id());
+            assert_eq!(*actual, b.local_peer_id());
         }
         other => panic!("{other:?}"),
     }
@@ -475,7 +475,8 @@ fn msg2_with_payload(payload: &[u8], msg1: &[u8]) -> BytesMut {
 fn malformed_payloads_rejected_by_initiator() {
     let good_key = key(2).public().encode_protobuf();
     let sig = vec![0u8; 64];
-    let cases: Vec<(Vec<u8>, fn(&Error) -> bool)> = vec![
+    type Check = fn(&Error) -> bool;
+    let cases: Vec<(Vec<u8>, Check)> = vec![
         (vec![0xff, 0xff, 0xff], |e| {
             matches!(e, Error::MalformedPayload(_))
         }),
