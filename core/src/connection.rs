@@ -143,6 +143,8 @@ pub struct Connection {
     config: Arc<ConnectionConfig>,
     state: State,
     events: VecDeque<Event>,
+    /// A session error reported before the session's `Closed` event.
+    pending_error: Option<Error>,
 }
 
 impl Connection {
@@ -159,6 +161,7 @@ impl Connection {
             config,
             state: State::Upgrading(Box::new(upgrade)),
             events: VecDeque::new(),
+            pending_error: None,
         })
     }
 
@@ -245,6 +248,7 @@ impl Connection {
         let State::Live(live) = &mut self.state else {
             return;
         };
+        live.prune();
         while let Some(event) = live.session.poll_event() {
             match event {
                 yamux::Event::InboundStream(id) => {
@@ -290,10 +294,33 @@ impl Connection {
                         }
                     }
                 }
-                yamux::Event::StreamClosed(id) => {
-                    live.streams.remove(&id);
+                yamux::Event::StreamFinished(id) => {
+                    let done = live
+                        .streams
+                        .get(&id)
+                        .is_some_and(|s| matches!(s.negotiation, Negotiation::Done));
+                    if done {
+                        self.events.push_back(Event::Readable(id));
+                    } else {
+                        negotiate(live, id, &mut self.events);
+                    }
                 }
-                other => tracing::debug!(?other, "yamux event"),
+                yamux::Event::InboundRejected { id, reason } => {
+                    tracing::debug!(?id, %reason, "inbound stream refused");
+                }
+                yamux::Event::Error(error) => {
+                    tracing::debug!(%error, "yamux session failed");
+                    self.pending_error = Some(error.into());
+                }
+                yamux::Event::Closed => {
+                    let error = self.pending_error.take();
+                    self.state = State::Closed;
+                    self.events.push_back(Event::Closed { error });
+                    return;
+                }
+                yamux::Event::GoAwayReceived(code) => {
+                    tracing::debug!(code, "remote sent Go Away");
+                }
             }
         }
     }
@@ -348,7 +375,14 @@ impl Connection {
             return Ok(Some(state.buffer.split_to(n).freeze()));
         }
         let mut stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
-        Ok(stream.read(max)?)
+        match stream.read(max) {
+            Err(yamux::Error::Blocked) => Ok(Some(Bytes::new())),
+            Ok(None) => {
+                live.prune();
+                Ok(None)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// Writes to a stream; returns how many bytes were accepted (0: wait for
@@ -372,7 +406,9 @@ impl Connection {
     pub fn finish(&mut self, id: StreamId) -> Result<(), Error> {
         let live = self.live()?;
         let mut stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
-        Ok(stream.finish()?)
+        stream.finish()?;
+        live.prune();
+        Ok(())
     }
 
     /// Resets a stream in both directions.
@@ -482,6 +518,17 @@ impl Connection {
     }
 }
 
+impl Live {
+    /// Forgets streams the session no longer has (both directions closed). Cheap when
+    /// nothing ended: the session's count is compared first.
+    fn prune(&mut self) {
+        if self.streams.len() > self.session.num_streams() {
+            let session = &mut self.session;
+            self.streams.retain(|id, _| session.stream(*id).is_some());
+        }
+    }
+}
+
 /// Moves a negotiating stream forward with whatever it has received.
 fn negotiate(live: &mut Live, id: StreamId, events: &mut VecDeque<Event>) {
     let Some(state) = live.streams.get_mut(&id) else {
@@ -493,8 +540,8 @@ fn negotiate(live: &mut Live, id: StreamId, events: &mut VecDeque<Event>) {
     let mut eof = false;
     while state.buffer.len() < MAX_NEGOTIATION_BUFFER {
         match stream.read(MAX_NEGOTIATION_BUFFER - state.buffer.len()) {
-            Ok(Some(chunk)) if !chunk.is_empty() => state.buffer.extend_from_slice(&chunk),
-            Ok(Some(_)) => break,
+            Ok(Some(chunk)) => state.buffer.extend_from_slice(&chunk),
+            Err(yamux::Error::Blocked) => break,
             Ok(None) | Err(_) => {
                 eof = true;
                 break;

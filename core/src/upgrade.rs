@@ -65,8 +65,10 @@ pub struct UpgradeConfig {
     pub security: Security,
     /// How long an upgrade may take.
     pub timeout: Duration,
-    /// Seed for handshake randomness; `None` draws from the OS through `snow`.
+    /// The Noise configuration (static key, early muxers, handshake randomness).
     pub noise: Arc<noise::Config>,
+    /// The plaintext exchange configuration.
+    pub plaintext: Arc<plaintext::Config>,
 }
 
 impl std::fmt::Debug for UpgradeConfig {
@@ -81,14 +83,18 @@ impl std::fmt::Debug for UpgradeConfig {
 
 impl UpgradeConfig {
     /// Noise security with the default timeout, announcing yamux for early muxer negotiation.
-    pub fn new(keypair: Keypair) -> Self {
-        let noise = Arc::new(noise::Config::new(&keypair).with_muxers(vec![YAMUX.to_string()]));
-        Self {
+    /// `seed` seeds the handshakes' randomness (ephemeral and static Noise keys): pass fresh
+    /// random bytes in production, a fixed value for reproducible tests.
+    pub fn new(keypair: Keypair, seed: [u8; 32]) -> Result<Self, Error> {
+        let noise = noise::Config::new(keypair.clone(), seed)?.with_muxers(vec![YAMUX.to_string()]);
+        let plaintext = plaintext::Config::new(keypair.public());
+        Ok(Self {
             keypair,
             security: Security::Noise,
             timeout: DEFAULT_UPGRADE_TIMEOUT,
-            noise,
-        }
+            noise: Arc::new(noise),
+            plaintext: Arc::new(plaintext),
+        })
     }
 
     /// Uses `security` instead of Noise.
@@ -136,7 +142,7 @@ pub enum Error {
 /// The handshake of the agreed security protocol.
 enum Handshake {
     Noise(noise::Handshake),
-    Plaintext(plaintext::Handshake),
+    Plaintext(plaintext::Plaintext),
 }
 
 /// An established secure channel.
@@ -313,10 +319,9 @@ impl Upgrade {
             (Security::Noise, Role::Listener) => {
                 Handshake::Noise(noise::Handshake::responder(&config.noise)?)
             }
-            (Security::Plaintext, _) => Handshake::Plaintext(plaintext::Handshake::new(
-                &config.keypair,
-                expected_peer,
-            )?),
+            (Security::Plaintext, _) => {
+                Handshake::Plaintext(plaintext::Plaintext::new(&config.plaintext, expected_peer))
+            }
         })
     }
 
@@ -446,7 +451,7 @@ impl Upgrade {
                 )
             }
             Handshake::Plaintext(h) => {
-                let outcome = h.outcome()?;
+                let outcome = h.into_outcome()?;
                 (Channel::Plaintext, outcome.remote_peer, outcome.remote_key, None)
             }
         };

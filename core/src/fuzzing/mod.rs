@@ -21,4 +21,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("peer_id_parse", identity::peer_id_parse),
     ("public_key_parse", identity::public_key_parse),
     ("identify_decode", identity::identify_decode),
+    ("noise_responder", noise::noise_responder),
+    ("noise_initiator", noise::noise_initiator),
+    ("noise_transport", noise::noise_transport),
+    ("plaintext", noise::plaintext),
 ];
