@@ -48,6 +48,8 @@
 //!   (go only looks for one when a request has run out of addresses).
 
 pub mod backoff;
+#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+pub(crate) mod check;
 pub mod blackhole;
 pub mod limiter;
 pub mod peerstore;
