@@ -10,20 +10,18 @@
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use libp2p_identity::PeerId;
 pub use ::multiaddr::{Multiaddr, Protocol};
+use libp2p_identity::PeerId;
 
 /// Errors of the `/p2p` helpers.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The address already ends in `/p2p/<id>` naming a different peer.
-    #[error("address {addr} names peer {found}, expected {expected}")]
+    #[error("address {addr} already names another peer {found}")]
     OtherPeer {
         /// The address as given.
         addr: Multiaddr,
-        /// The peer we wanted to append.
-        expected: PeerId,
         /// The peer the address names.
         found: PeerId,
     },
@@ -36,11 +34,7 @@ pub enum Error {
 pub fn with_p2p(addr: Multiaddr, peer: PeerId) -> Result<Multiaddr, Error> {
     match addr.iter().last() {
         Some(Protocol::P2p(found)) if found == peer => Ok(addr),
-        Some(Protocol::P2p(found)) => Err(Error::OtherPeer {
-            addr,
-            expected: peer,
-            found,
-        }),
+        Some(Protocol::P2p(found)) => Err(Error::OtherPeer { addr, found }),
         _ => Ok(addr.with(Protocol::P2p(peer))),
     }
 }
@@ -456,7 +450,7 @@ mod tests {
         assert_eq!(with_p2p(with.clone(), a).unwrap(), with);
         assert!(matches!(
             with_p2p(with.clone(), b),
-            Err(Error::OtherPeer { found, expected, .. }) if found == a && expected == b
+            Err(Error::OtherPeer { found, .. }) if found == a
         ));
         assert_eq!(split_p2p(&with), (base.clone(), Some(a)));
         assert_eq!(split_p2p(&base), (base.clone(), None));
@@ -478,11 +472,26 @@ mod tests {
             ("/ip6/::1/tcp/1/ws", TransportKind::Ws),
             ("/ip4/1.2.3.4/tcp/443/wss", TransportKind::Wss),
             ("/ip4/1.2.3.4/tcp/443/tls/ws", TransportKind::Wss),
-            ("/dns/example.com/tcp/443/tls/sni/example.com/ws", TransportKind::Wss),
-            ("/ip4/1.2.3.4/udp/1/quic-v1/webtransport", TransportKind::WebTransport),
-            ("/ip4/1.2.3.4/udp/1/webrtc-direct", TransportKind::WebRtcDirect),
-            ("/ip4/1.2.3.4/tcp/1/p2p-circuit/webrtc", TransportKind::Relay),
-            ("/ip4/1.2.3.4/udp/1/quic-v1/p2p-circuit", TransportKind::Relay),
+            (
+                "/dns/example.com/tcp/443/tls/sni/example.com/ws",
+                TransportKind::Wss,
+            ),
+            (
+                "/ip4/1.2.3.4/udp/1/quic-v1/webtransport",
+                TransportKind::WebTransport,
+            ),
+            (
+                "/ip4/1.2.3.4/udp/1/webrtc-direct",
+                TransportKind::WebRtcDirect,
+            ),
+            (
+                "/ip4/1.2.3.4/tcp/1/p2p-circuit/webrtc",
+                TransportKind::Relay,
+            ),
+            (
+                "/ip4/1.2.3.4/udp/1/quic-v1/p2p-circuit",
+                TransportKind::Relay,
+            ),
             ("/memory/5", TransportKind::Other),
             ("/ip4/1.2.3.4", TransportKind::Other),
             ("/unix/sock", TransportKind::Other),
@@ -498,38 +507,212 @@ mod tests {
     fn versions_and_scopes() {
         let cases: &[(&str, Option<IpVersion>, IpScope, bool, bool)] = &[
             // addr, version, scope, go private, go public
-            ("/ip4/0.0.0.0/tcp/1", Some(IpVersion::V4), IpScope::Unspecified, false, false),
-            ("/ip4/127.0.0.1/tcp/1", Some(IpVersion::V4), IpScope::Loopback, true, false),
-            ("/ip4/10.1.2.3/tcp/1", Some(IpVersion::V4), IpScope::Private, true, false),
-            ("/ip4/100.64.0.1/tcp/1", Some(IpVersion::V4), IpScope::Private, true, false),
-            ("/ip4/172.31.0.1/tcp/1", Some(IpVersion::V4), IpScope::Private, true, false),
-            ("/ip4/172.32.0.1/tcp/1", Some(IpVersion::V4), IpScope::Public, false, true),
-            ("/ip4/192.168.1.1/tcp/1", Some(IpVersion::V4), IpScope::Private, true, false),
-            ("/ip4/169.254.1.1/tcp/1", Some(IpVersion::V4), IpScope::LinkLocal, true, false),
-            ("/ip4/192.0.2.1/tcp/1", Some(IpVersion::V4), IpScope::Unroutable, false, false),
-            ("/ip4/224.0.0.1/udp/1", Some(IpVersion::V4), IpScope::Unroutable, false, false),
-            ("/ip4/255.255.255.255/udp/1", Some(IpVersion::V4), IpScope::Unroutable, false, false),
-            ("/ip4/1.2.3.4/tcp/1", Some(IpVersion::V4), IpScope::Public, false, true),
-            ("/ip6/::/tcp/1", Some(IpVersion::V6), IpScope::Unspecified, false, false),
-            ("/ip6/::1/tcp/1", Some(IpVersion::V6), IpScope::Loopback, true, false),
-            ("/ip6/fe80::1/tcp/1", Some(IpVersion::V6), IpScope::LinkLocal, true, false),
-            ("/ip6/fd00::1/tcp/1", Some(IpVersion::V6), IpScope::Private, true, false),
-            ("/ip6/2001:db8::1/tcp/1", Some(IpVersion::V6), IpScope::Unroutable, false, false),
-            ("/ip6/2604:1380::1/tcp/1", Some(IpVersion::V6), IpScope::Public, false, true),
-            ("/ip6/64:ff9b::1.2.3.4/tcp/1", Some(IpVersion::V6), IpScope::Public, false, true),
-            ("/ip6/::ffff:1.2.3.4/tcp/1", Some(IpVersion::V6), IpScope::Unknown, false, false),
-            ("/ip6/1::2/tcp/1", Some(IpVersion::V6), IpScope::Unknown, false, false),
-            ("/ip6zone/eth0/ip6/fe80::1/tcp/1", Some(IpVersion::V6), IpScope::LinkLocal, true, false),
-            ("/dns4/example.com/tcp/1", Some(IpVersion::V4), IpScope::Public, false, true),
-            ("/dns6/example.com/tcp/1", Some(IpVersion::V6), IpScope::Public, false, true),
+            (
+                "/ip4/0.0.0.0/tcp/1",
+                Some(IpVersion::V4),
+                IpScope::Unspecified,
+                false,
+                false,
+            ),
+            (
+                "/ip4/127.0.0.1/tcp/1",
+                Some(IpVersion::V4),
+                IpScope::Loopback,
+                true,
+                false,
+            ),
+            (
+                "/ip4/10.1.2.3/tcp/1",
+                Some(IpVersion::V4),
+                IpScope::Private,
+                true,
+                false,
+            ),
+            (
+                "/ip4/100.64.0.1/tcp/1",
+                Some(IpVersion::V4),
+                IpScope::Private,
+                true,
+                false,
+            ),
+            (
+                "/ip4/172.31.0.1/tcp/1",
+                Some(IpVersion::V4),
+                IpScope::Private,
+                true,
+                false,
+            ),
+            (
+                "/ip4/172.32.0.1/tcp/1",
+                Some(IpVersion::V4),
+                IpScope::Public,
+                false,
+                true,
+            ),
+            (
+                "/ip4/192.168.1.1/tcp/1",
+                Some(IpVersion::V4),
+                IpScope::Private,
+                true,
+                false,
+            ),
+            (
+                "/ip4/169.254.1.1/tcp/1",
+                Some(IpVersion::V4),
+                IpScope::LinkLocal,
+                true,
+                false,
+            ),
+            (
+                "/ip4/192.0.2.1/tcp/1",
+                Some(IpVersion::V4),
+                IpScope::Unroutable,
+                false,
+                false,
+            ),
+            (
+                "/ip4/224.0.0.1/udp/1",
+                Some(IpVersion::V4),
+                IpScope::Unroutable,
+                false,
+                false,
+            ),
+            (
+                "/ip4/255.255.255.255/udp/1",
+                Some(IpVersion::V4),
+                IpScope::Unroutable,
+                false,
+                false,
+            ),
+            (
+                "/ip4/1.2.3.4/tcp/1",
+                Some(IpVersion::V4),
+                IpScope::Public,
+                false,
+                true,
+            ),
+            (
+                "/ip6/::/tcp/1",
+                Some(IpVersion::V6),
+                IpScope::Unspecified,
+                false,
+                false,
+            ),
+            (
+                "/ip6/::1/tcp/1",
+                Some(IpVersion::V6),
+                IpScope::Loopback,
+                true,
+                false,
+            ),
+            (
+                "/ip6/fe80::1/tcp/1",
+                Some(IpVersion::V6),
+                IpScope::LinkLocal,
+                true,
+                false,
+            ),
+            (
+                "/ip6/fd00::1/tcp/1",
+                Some(IpVersion::V6),
+                IpScope::Private,
+                true,
+                false,
+            ),
+            (
+                "/ip6/2001:db8::1/tcp/1",
+                Some(IpVersion::V6),
+                IpScope::Unroutable,
+                false,
+                false,
+            ),
+            (
+                "/ip6/2604:1380::1/tcp/1",
+                Some(IpVersion::V6),
+                IpScope::Public,
+                false,
+                true,
+            ),
+            (
+                "/ip6/64:ff9b::1.2.3.4/tcp/1",
+                Some(IpVersion::V6),
+                IpScope::Public,
+                false,
+                true,
+            ),
+            (
+                "/ip6/::ffff:1.2.3.4/tcp/1",
+                Some(IpVersion::V6),
+                IpScope::Unknown,
+                false,
+                false,
+            ),
+            (
+                "/ip6/1::2/tcp/1",
+                Some(IpVersion::V6),
+                IpScope::Unknown,
+                false,
+                false,
+            ),
+            (
+                "/ip6zone/eth0/ip6/fe80::1/tcp/1",
+                Some(IpVersion::V6),
+                IpScope::LinkLocal,
+                true,
+                false,
+            ),
+            (
+                "/dns4/example.com/tcp/1",
+                Some(IpVersion::V4),
+                IpScope::Public,
+                false,
+                true,
+            ),
+            (
+                "/dns6/example.com/tcp/1",
+                Some(IpVersion::V6),
+                IpScope::Public,
+                false,
+                true,
+            ),
             ("/dns/example.com/tcp/1", None, IpScope::Public, false, true),
             ("/dns/localhost/tcp/1", None, IpScope::Loopback, true, false),
-            ("/dns/a.localhost/tcp/1", None, IpScope::Loopback, true, false),
-            ("/dns/notlocalhost/tcp/1", None, IpScope::Public, false, true),
-            ("/dns/printer.local/tcp/1", None, IpScope::Unknown, false, false),
+            (
+                "/dns/a.localhost/tcp/1",
+                None,
+                IpScope::Loopback,
+                true,
+                false,
+            ),
+            (
+                "/dns/notlocalhost/tcp/1",
+                None,
+                IpScope::Public,
+                false,
+                true,
+            ),
+            (
+                "/dns/printer.local/tcp/1",
+                None,
+                IpScope::Unknown,
+                false,
+                false,
+            ),
             ("/dns/x.invalid/tcp/1", None, IpScope::Unknown, false, false),
-            ("/dnsaddr/bootstrap.libp2p.io", None, IpScope::Public, false, true),
-            ("/onion3/vww6ybal4bd7szmgncyruucpgfkqahzddi37ktceo3ah7ngmcopnpyyd:1234", None, IpScope::Unknown, false, false),
+            (
+                "/dnsaddr/bootstrap.libp2p.io",
+                None,
+                IpScope::Public,
+                false,
+                true,
+            ),
+            (
+                "/onion3/vww6ybal4bd7szmgncyruucpgfkqahzddi37ktceo3ah7ngmcopnpyyd:1234",
+                None,
+                IpScope::Unknown,
+                false,
+                false,
+            ),
         ];
         for (s, version, scope, private, public) in cases {
             let a = ma(s);

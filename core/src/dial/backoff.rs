@@ -125,7 +125,10 @@ mod tests {
             let until = b.until(&peer, &addr).unwrap();
             assert_eq!(until - now, Duration::from_secs(secs));
             assert!(b.is_backed_off(until - Duration::from_nanos(1), &peer, &addr));
-            assert!(!b.is_backed_off(until, &peer, &addr), "expires exactly at until");
+            assert!(
+                !b.is_backed_off(until, &peer, &addr),
+                "expires exactly at until"
+            );
             now = until;
         }
         for _ in 0..30 {

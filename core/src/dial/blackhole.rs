@@ -80,7 +80,7 @@ impl BlackHoleCounter {
         match self.state {
             BlackHoleState::Allowed => BlackHoleState::Allowed,
             BlackHoleState::Probing => BlackHoleState::Probing,
-            BlackHoleState::Blocked if self.requests % self.n as u64 == 0 => {
+            BlackHoleState::Blocked if self.requests.is_multiple_of(self.n as u64) => {
                 BlackHoleState::Probing
             }
             BlackHoleState::Blocked => BlackHoleState::Blocked,
@@ -236,9 +236,17 @@ mod tests {
         for _ in 0..94 {
             c.record(false);
         }
-        assert_eq!(c.state(), BlackHoleState::Allowed, "5 successes still in window");
+        assert_eq!(
+            c.state(),
+            BlackHoleState::Allowed,
+            "5 successes still in window"
+        );
         c.record(false);
-        assert_eq!(c.state(), BlackHoleState::Blocked, "first success left the window");
+        assert_eq!(
+            c.state(),
+            BlackHoleState::Blocked,
+            "first success left the window"
+        );
     }
 
     #[test]

@@ -60,8 +60,15 @@ impl Checker {
 
     fn answer(&mut self, request: DialRequestId, peer: PeerId) {
         let owner = self.pending.remove(&request);
-        assert_eq!(owner, Some(peer), "request {request} answered twice or never made");
-        assert!(self.answered.insert(request), "request {request} answered twice");
+        assert_eq!(
+            owner,
+            Some(peer),
+            "request {request} answered twice or never made"
+        );
+        assert!(
+            self.answered.insert(request),
+            "request {request} answered twice"
+        );
         if !self.pending.values().any(|p| *p == peer) {
             self.dialed.remove(&peer);
         }
@@ -85,7 +92,10 @@ impl Checker {
                     "attempt {attempt} started twice"
                 );
                 let per_peer = self.running.values().filter(|(p, _)| p == peer).count();
-                assert!(per_peer <= self.per_peer_limit, "{per_peer} dials to {peer}");
+                assert!(
+                    per_peer <= self.per_peer_limit,
+                    "{per_peer} dials to {peer}"
+                );
                 let fds = self
                     .running
                     .values()

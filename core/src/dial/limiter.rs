@@ -147,8 +147,15 @@ impl<Id: Ord + Copy> Limiter<Id> {
                 self.active_per_peer.remove(&peer);
             }
         }
-        let next = self.waiting_on_peer.get_mut(&peer).and_then(|q| q.pop_front());
-        if self.waiting_on_peer.get(&peer).is_some_and(|q| q.is_empty()) {
+        let next = self
+            .waiting_on_peer
+            .get_mut(&peer)
+            .and_then(|q| q.pop_front());
+        if self
+            .waiting_on_peer
+            .get(&peer)
+            .is_some_and(|q| q.is_empty())
+        {
             self.waiting_on_peer.remove(&peer);
         }
         if let Some(next) = next {
@@ -180,7 +187,9 @@ impl<Id: Ord + Copy> Limiter<Id> {
 
     /// True if the job is running (holds all its tokens).
     pub fn is_running(&self, id: Id) -> bool {
-        self.jobs.get(&id).is_some_and(|j| j.state == JobState::Running)
+        self.jobs
+            .get(&id)
+            .is_some_and(|j| j.state == JobState::Running)
     }
 
     /// Number of running jobs of `peer`.
@@ -222,7 +231,11 @@ mod tests {
         assert_eq!(started, (0..8).collect::<Vec<_>>());
         assert_eq!(l.running_for_peer(&p), 8);
         assert_eq!(l.remove(3), vec![8]);
-        assert_eq!(l.remove(9), Vec::<u32>::new(), "waiting job removed silently");
+        assert_eq!(
+            l.remove(9),
+            Vec::<u32>::new(),
+            "waiting job removed silently"
+        );
         assert_eq!(l.remove(0), Vec::<u32>::new());
         assert_eq!(l.running_for_peer(&p), 7);
     }
@@ -233,7 +246,11 @@ mod tests {
         let (a, b) = (PeerId::random(), PeerId::random());
         assert_eq!(l.add(1, a, true), vec![1]);
         assert_eq!(l.add(2, a, true), vec![2]);
-        assert_eq!(l.add(3, b, false), vec![3], "non-fd job ignores the fd limit");
+        assert_eq!(
+            l.add(3, b, false),
+            vec![3],
+            "non-fd job ignores the fd limit"
+        );
         assert_eq!(l.add(4, b, true), vec![4]);
         assert_eq!(l.add(5, b, true), Vec::<u32>::new());
         assert_eq!(l.add(6, a, true), Vec::<u32>::new());

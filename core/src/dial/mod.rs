@@ -48,9 +48,9 @@
 //!   (go only looks for one when a request has run out of addresses).
 
 pub mod backoff;
+pub mod blackhole;
 #[cfg(any(test, fuzzing, feature = "fuzzing"))]
 pub(crate) mod check;
-pub mod blackhole;
 pub mod limiter;
 pub mod peerstore;
 pub mod rank;

@@ -147,11 +147,7 @@ impl AddressBook {
                 _ => return Err(Rejected::Full),
             }
         }
-        entries.push(Entry {
-            addr,
-            ttl,
-            expires,
-        });
+        entries.push(Entry { addr, ttl, expires });
         Ok(())
     }
 
@@ -202,7 +198,13 @@ impl AddressBook {
     /// go `UpdateAddrs`: every address of `peer` stored with `old_ttl` gets `new_ttl`, its
     /// expiry recomputed from `now` (a zero `new_ttl` deletes it). Used to downgrade
     /// [`CONNECTED_ADDR_TTL`] to [`RECENTLY_CONNECTED_ADDR_TTL`] on disconnect.
-    pub fn update_addrs(&mut self, now: Instant, peer: PeerId, old_ttl: Duration, new_ttl: Duration) {
+    pub fn update_addrs(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        old_ttl: Duration,
+        new_ttl: Duration,
+    ) {
         if let Some(entries) = self.peers.get_mut(&peer) {
             for e in entries.iter_mut().filter(|e| e.ttl == old_ttl) {
                 e.ttl = new_ttl;
@@ -268,24 +270,30 @@ mod tests {
         let mut book = AddressBook::new();
         let a = ma("/ip4/1.2.3.4/tcp/1");
         let b = ma("/ip4/1.2.3.4/tcp/2");
-        assert!(book.add_addrs(t0, p, &[a.clone()], TEMP_ADDR_TTL).is_empty());
-        book.add_addrs(t0, p, &[b.clone()], PERMANENT_ADDR_TTL);
+        assert!(book
+            .add_addrs(t0, p, std::slice::from_ref(&a), TEMP_ADDR_TTL)
+            .is_empty());
+        book.add_addrs(t0, p, std::slice::from_ref(&b), PERMANENT_ADDR_TTL);
         assert_eq!(book.addrs(t0, &p), vec![a.clone(), b.clone()]);
         let later = t0 + TEMP_ADDR_TTL;
-        assert_eq!(book.addrs(later, &p), vec![b.clone()], "expires at now + ttl");
+        assert_eq!(
+            book.addrs(later, &p),
+            vec![b.clone()],
+            "expires at now + ttl"
+        );
         // A shorter TTL does not shorten; a longer one extends.
-        book.add_addrs(t0, p, &[a.clone()], ADDRESS_TTL);
-        book.add_addrs(t0, p, &[a.clone()], TEMP_ADDR_TTL);
+        book.add_addrs(t0, p, std::slice::from_ref(&a), ADDRESS_TTL);
+        book.add_addrs(t0, p, std::slice::from_ref(&a), TEMP_ADDR_TTL);
         assert_eq!(book.addrs(later, &p), vec![a.clone(), b.clone()]);
         // set_addrs sets exactly; zero deletes
-        book.set_addrs(t0, p, &[a.clone()], TEMP_ADDR_TTL);
+        book.set_addrs(t0, p, std::slice::from_ref(&a), TEMP_ADDR_TTL);
         assert_eq!(book.addrs(later, &p), vec![b.clone()]);
-        book.set_addrs(t0, p, &[b.clone()], Duration::ZERO);
+        book.set_addrs(t0, p, std::slice::from_ref(&b), Duration::ZERO);
         assert_eq!(book.addrs(t0, &p), vec![a.clone()]);
         book.remove_expired(later);
         assert!(book.peers_with_addrs(later).is_empty());
         // permanent survives far future
-        book.add_addrs(t0, p, &[b.clone()], PERMANENT_ADDR_TTL);
+        book.add_addrs(t0, p, std::slice::from_ref(&b), PERMANENT_ADDR_TTL);
         let far = t0 + Duration::from_secs(10 * 365 * 24 * 3600);
         assert_eq!(book.addrs(far, &p), vec![b.clone()]);
     }
@@ -297,8 +305,8 @@ mod tests {
         let mut book = AddressBook::new();
         let a = ma("/ip4/1.2.3.4/tcp/1");
         let perm = ma("/ip4/1.2.3.4/tcp/2");
-        book.add_addrs(t0, p, &[a.clone()], CONNECTED_ADDR_TTL);
-        book.add_addrs(t0, p, &[perm.clone()], PERMANENT_ADDR_TTL);
+        book.add_addrs(t0, p, std::slice::from_ref(&a), CONNECTED_ADDR_TTL);
+        book.add_addrs(t0, p, std::slice::from_ref(&perm), PERMANENT_ADDR_TTL);
         book.update_addrs(t0, p, CONNECTED_ADDR_TTL, RECENTLY_CONNECTED_ADDR_TTL);
         let t1 = t0 + RECENTLY_CONNECTED_ADDR_TTL;
         assert_eq!(book.addrs(t1, &p), vec![perm]);
@@ -336,7 +344,12 @@ mod tests {
         // A longer-lived address evicts the one expiring first.
         let new = ma("/ip4/5.6.7.8/tcp/1");
         assert!(book
-            .add_addrs(t0 + Duration::from_secs(1), p, &[new.clone()], ADDRESS_TTL)
+            .add_addrs(
+                t0 + Duration::from_secs(1),
+                p,
+                std::slice::from_ref(&new),
+                ADDRESS_TTL
+            )
             .is_empty());
         let now = book.addrs(t0, &p);
         assert_eq!(now.len(), MAX_ADDRS_PER_PEER);

@@ -10,8 +10,8 @@ use super::blackhole::BlackHoleDetector;
 use super::limiter::Limiter;
 use super::rank::{DialRanker, NoDelayDialRanker, PUBLIC_TCP_DELAY};
 use super::{
-    AddrError, AttemptId, AttemptProgress, Config, DialError, DialFailure, DialOpts,
-    DialRequestId, Error, Event, TransportError, MAX_DIAL_ADDRS,
+    AddrError, AttemptId, AttemptProgress, Config, DialError, DialFailure, DialOpts, DialRequestId,
+    Error, Event, TransportError, MAX_DIAL_ADDRS,
 };
 use crate::multiaddr::{
     has_tcp, ip_addr, is_fd_consuming, is_ip6_link_local, is_ip_unspecified, is_private_addr,
@@ -280,10 +280,7 @@ impl DialScheduler {
         };
         let good_keys: BTreeSet<Vec<u8>> = good.iter().map(|a| a.to_vec()).collect();
 
-        let worker = self
-            .workers
-            .entry(peer)
-            .or_insert_with(|| Worker::new(now));
+        let worker = self.workers.entry(peer).or_insert_with(|| Worker::new(now));
         let mut req_addrs = BTreeSet::new();
         let mut to_dial: Vec<(Duration, Multiaddr)> = Vec::new();
         let mut to_join: Vec<(Duration, Vec<u8>)> = Vec::new();
@@ -434,7 +431,7 @@ impl DialScheduler {
             let Some(worker) = self.workers.get_mut(&peer) else {
                 return;
             };
-            if worker.pending.is_empty() || !worker.timer.is_some_and(|t| t <= now) {
+            if worker.pending.is_empty() || worker.timer.is_none_or(|t| t > now) {
                 return;
             }
             worker.timer = None;
@@ -739,7 +736,11 @@ impl DialScheduler {
     /// Earliest instant at which [`Self::handle_timeout`] has work; `None` when idle.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let attempts = self.attempts.values().filter_map(|a| a.deadline).min();
-        let workers = self.workers.values().filter_map(Worker::next_deadline).min();
+        let workers = self
+            .workers
+            .values()
+            .filter_map(Worker::next_deadline)
+            .min();
         match (attempts, workers) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -813,7 +814,8 @@ fn low_priority_split(addrs: Vec<Multiaddr>) -> (Vec<Multiaddr>, Vec<Multiaddr>)
             _ => None,
         })
     };
-    let ip_port = |a: &Multiaddr, port: Option<u16>| -> Option<IpPort> { Some((ip_addr(a)?, port?)) };
+    let ip_port =
+        |a: &Multiaddr, port: Option<u16>| -> Option<IpPort> { Some((ip_addr(a)?, port?)) };
     let has = |a: &Multiaddr, f: fn(&Protocol<'_>) -> bool| a.iter().any(|p| f(&p));
     let is_wt = |p: &Protocol<'_>| matches!(p, Protocol::WebTransport);
     let is_v1 = |p: &Protocol<'_>| matches!(p, Protocol::QuicV1);

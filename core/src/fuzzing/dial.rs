@@ -97,7 +97,9 @@ pub fn dial_scheduler(data: &[u8]) {
     let t0 = Instant::now();
     let mut now = t0;
     let peers = [peer(0), peer(1), peer(2), local];
-    s.set_listen_addrs(vec!["/ip4/1.2.3.4/tcp/2".parse().unwrap_or(Multiaddr::empty())]);
+    s.set_listen_addrs(vec!["/ip4/1.2.3.4/tcp/2"
+        .parse()
+        .unwrap_or(Multiaddr::empty())]);
 
     let drain = |s: &mut DialScheduler, check: &mut Checker| {
         while let Some(e) = s.poll_event() {
@@ -240,7 +242,10 @@ pub fn multiaddr_parse(data: &[u8]) {
             tcp_port(a),
             ip_addr(a),
         );
-        assert!(!(is_private_addr(a) && is_public_addr(a)), "{a} private and public");
+        assert!(
+            !(is_private_addr(a) && is_public_addr(a)),
+            "{a} private and public"
+        );
         let (base, id) = split_p2p(a);
         if let Some(id) = id {
             assert_eq!(with_p2p(base.clone(), id).ok().as_ref(), Some(a));
@@ -288,7 +293,9 @@ mod tests {
     #[test]
     fn smoke() {
         for len in 0..64u8 {
-            let data: Vec<u8> = (0..len).map(|i| i.wrapping_mul(37).wrapping_add(len)).collect();
+            let data: Vec<u8> = (0..len)
+                .map(|i| i.wrapping_mul(37).wrapping_add(len))
+                .collect();
             dial_scheduler(&data);
             multiaddr_parse(&data);
         }

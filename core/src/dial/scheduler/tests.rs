@@ -102,7 +102,11 @@ impl H {
         let a = self.attempt(addr);
         self.check.on_report(a);
         self.s
-            .handle_attempt_failed(self.now, a, TransportError::Io(std::io::ErrorKind::ConnectionRefused))
+            .handle_attempt_failed(
+                self.now,
+                a,
+                TransportError::Io(std::io::ErrorKind::ConnectionRefused),
+            )
             .unwrap();
         self.drain();
     }
@@ -183,7 +187,11 @@ fn ranked_dial_times_and_success_aborts_the_rest() {
     assert_eq!(h.outcome(id).unwrap(), (800, Ok(Some(h.attempt(T1V6)))));
     let mut aborted: Vec<String> = h.aborts().into_iter().map(|(_, a)| a).collect();
     aborted.sort();
-    let mut want = vec![ma(Q1V16).to_string(), ma(Q1V1).to_string(), ma(T1).to_string()];
+    let mut want = vec![
+        ma(Q1V16).to_string(),
+        ma(Q1V1).to_string(),
+        ma(T1).to_string(),
+    ];
     want.sort();
     assert_eq!(aborted, want);
     assert!(!h.s.is_dialing(&p));
@@ -316,7 +324,9 @@ fn per_peer_limit_queues_beyond_eight() {
             .with_ranker(NoDelayDialRanker),
     );
     let p = PeerId::random();
-    let addrs: Vec<String> = (1..=12).map(|i| format!("/ip4/1.2.3.4/udp/{i}/quic-v1")).collect();
+    let addrs: Vec<String> = (1..=12)
+        .map(|i| format!("/ip4/1.2.3.4/udp/{i}/quic-v1"))
+        .collect();
     let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
     h.dial(p, &refs, DialOpts::default());
     assert_eq!(h.connects().len(), PER_PEER_DIAL_LIMIT);
@@ -352,7 +362,9 @@ fn fd_limit_is_global() {
             .iter()
             .filter_map(|(t, e)| match e {
                 Event::Connect {
-                    attempt, peer, addr,
+                    attempt,
+                    peer,
+                    addr,
                 } if *addr == ma(T1) => Some((*t, *peer, *attempt)),
                 _ => None,
             })
@@ -453,7 +465,10 @@ fn attempt_timeouts_public_15s_private_5s() {
     assert_eq!(t, 15_000);
     assert_eq!(
         e.addrs,
-        vec![(ma(LAN_T), AddrError::Timeout), (ma(T1), AddrError::Timeout)]
+        vec![
+            (ma(LAN_T), AddrError::Timeout),
+            (ma(T1), AddrError::Timeout)
+        ]
     );
     assert!(h.s.backoff().is_backed_off(h.now - ms(90_000), &p, &ma(T1)));
     h.check.assert_all_answered();
@@ -619,7 +634,10 @@ fn peer_connected_answers_and_clears_backoff() {
     h.drain();
     assert!(h.s.backoff().is_empty());
     assert_eq!(h.outcome(a).unwrap().1, Ok(None));
-    assert!(h.outcome(forced).is_none(), "relayed conn does not satisfy force-direct");
+    assert!(
+        h.outcome(forced).is_none(),
+        "relayed conn does not satisfy force-direct"
+    );
     h.s.handle_peer_connected(h.now, p, true);
     h.drain();
     assert_eq!(h.outcome(forced).unwrap().1, Ok(None));
@@ -668,7 +686,11 @@ fn black_hole_blocks_udp_then_probes_and_recovers() {
         match h.outcome(id) {
             None => {
                 // not refused: is the QUIC address being dialed?
-                if h.connects().last().map(|(_, a)| a.contains("quic")).unwrap_or(false) {
+                if h.connects()
+                    .last()
+                    .map(|(_, a)| a.contains("quic"))
+                    .unwrap_or(false)
+                {
                     probe_at = Some(i);
                     h.succeed(Q1V1);
                     break;
