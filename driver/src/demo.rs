@@ -98,7 +98,7 @@ async fn echo_line<R: Runtime>(mut stream: Stream<R>) -> std::io::Result<()> {
 
 /// Dials `addr`, sends `Hello, world!\n` on `/echo/1.0.0` and returns the reply.
 pub async fn dial_echo<R: Runtime>(host: &Host<R>, addr: Multiaddr) -> Result<String, Error> {
-    let (_, peer) = split_p2p(addr.clone());
+    let (_, peer) = split_p2p(&addr);
     let peer = peer.ok_or_else(|| Error::Address(format!("{addr} has no /p2p/<peer id>")))?;
     host.add_addresses(peer, [addr]);
     let mut stream = host.new_stream(peer, [ECHO]).await?;

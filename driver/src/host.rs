@@ -439,7 +439,7 @@ impl<R: Runtime> Host<R> {
                 return Err(Error::Closed);
             }
             let now = inner.runtime.now();
-            if let (_, Some(peer)) = plait_core::multiaddr::split_p2p(addr.clone()) {
+            if let (_, Some(peer)) = plait_core::multiaddr::split_p2p(&addr) {
                 inner.swarm.add_addresses(peer, [addr.clone()]);
             }
             let id = inner.swarm.dial(now, addr)?;

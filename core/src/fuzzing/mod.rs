@@ -25,4 +25,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("noise_initiator", noise::noise_initiator),
     ("noise_transport", noise::noise_transport),
     ("plaintext", noise::plaintext),
+    ("dial_scheduler", dial::dial_scheduler),
+    ("multiaddr_parse", dial::multiaddr_parse),
 ];

@@ -449,7 +449,7 @@ impl Swarm {
     pub fn add_addresses(&mut self, peer: PeerId, addrs: impl IntoIterator<Item = Multiaddr>) {
         let known = self.addresses.entry(peer).or_default();
         for addr in addrs {
-            let (addr, named) = split_p2p(addr);
+            let (addr, named) = split_p2p(&addr);
             if named.is_some_and(|p| p != peer) || known.contains(&addr) {
                 continue;
             }
@@ -459,7 +459,7 @@ impl Swarm {
 
     /// Dials `addr`; a trailing `/p2p/<id>` makes the upgrade check the remote's identity.
     pub fn dial(&mut self, now: Instant, addr: Multiaddr) -> Result<ConnectionId, Error> {
-        let (addr, peer) = split_p2p(addr);
+        let (addr, peer) = split_p2p(&addr);
         if peer == Some(self.local_peer) {
             return Err(Error::DialToSelf);
         }
