@@ -44,6 +44,11 @@ pub const MAX_UNKNOWN_STREAM_FRAME: u32 = 16 * 1024 * 1024;
 pub struct StreamId(u32);
 
 impl StreamId {
+    /// The id with wire value `id` (for tests, fuzzers and logs; sessions hand out their own).
+    pub const fn from_wire(id: u32) -> Self {
+        Self(id)
+    }
+
     /// The wire value.
     pub const fn get(self) -> u32 {
         self.0
