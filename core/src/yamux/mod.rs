@@ -17,6 +17,7 @@ pub mod frame;
 mod stream;
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -181,12 +182,45 @@ enum State {
     Closed,
 }
 
+/// Hasher for stream ids: one multiply (ids are small integers; the table holds at most
+/// `max_streams` entries, so even adversarial collisions stay bounded) and a zero-sized
+/// builder, keeping the session small.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (u64::from(n) ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type StreamMap = HashMap<u32, Stream, BuildHasherDefault<IdHasher>>;
+
+/// A queued control frame.
+#[derive(Debug, Clone, Copy)]
+enum Ctrl {
+    /// Answer a ping with this opaque value.
+    Pong(u32),
+    /// RST for a stream that no longer exists.
+    Reset(u32),
+    /// SYN/ACK/FIN/window update for a live stream, computed when sent.
+    Stream(u32),
+}
+
 #[derive(Debug, Default)]
 struct Ping {
     /// When the next keepalive/RTT ping is due.
     next_at: Option<Instant>,
-    /// Opaque value of the ping in flight, when it was queued and when it was sent.
-    outstanding: Option<(u32, Instant, Option<Instant>)>,
+    /// Opaque value of the ping in flight, and when it was queued (until sent) or sent.
+    outstanding: Option<(u32, Instant)>,
     /// The outstanding ping still needs transmitting.
     to_send: bool,
     counter: u32,
@@ -198,25 +232,24 @@ pub struct Session {
     mode: Mode,
     config: Config,
     state: State,
-    streams: HashMap<u32, Stream>,
+    streams: StreamMap,
     /// Next id we open (u64 so exhaustion is a comparison, not an overflow).
     next_id: u64,
     /// Inbound streams not yet accepted.
-    accept_backlog: usize,
+    accept_backlog: u16,
     /// Our streams not yet acknowledged.
-    ack_backlog: usize,
+    ack_backlog: u16,
     /// Sum of all streams' receive window sizes (bounded by the budget).
     total_recv_max: u64,
     recv_buffered: u64,
     send_buffered: u64,
-    /// Streams with a SYN/ACK/FIN/window update to send.
-    ctrl: VecDeque<u32>,
+    /// Control frames to send before any data (bounded: pongs by `MAX_PONG_BACKLOG`, resets
+    /// by `MAX_PENDING_RESETS`, stream entries by the number of streams).
+    ctrl: VecDeque<Ctrl>,
+    pongs_queued: u8,
+    resets_queued: u16,
     /// Streams with data to send (round robin).
     sendq: VecDeque<u32>,
-    /// RSTs for streams that no longer exist.
-    resets: VecDeque<u32>,
-    /// Opaque values of pings to answer.
-    pongs: VecDeque<u32>,
     ping: Ping,
     rtt: Option<Duration>,
     events: VecDeque<Event>,
@@ -231,7 +264,7 @@ impl Session {
         let mut s = Self {
             mode,
             state: State::Open,
-            streams: HashMap::new(),
+            streams: StreamMap::default(),
             next_id: match mode {
                 Mode::Client => 1,
                 Mode::Server => 2,
@@ -243,8 +276,8 @@ impl Session {
             send_buffered: 0,
             ctrl: VecDeque::new(),
             sendq: VecDeque::new(),
-            resets: VecDeque::new(),
-            pongs: VecDeque::new(),
+            pongs_queued: 0,
+            resets_queued: 0,
             ping: Ping::default(),
             rtt: None,
             events: VecDeque::new(),
@@ -442,7 +475,7 @@ impl Session {
             Some(Error::TooManyStreams {
                 max: self.config.max_streams,
             })
-        } else if self.accept_backlog >= MAX_ACCEPT_BACKLOG {
+        } else if usize::from(self.accept_backlog) >= MAX_ACCEPT_BACKLOG {
             Some(Error::AcceptBacklogFull)
         } else if self.total_recv_max + u64::from(INITIAL_WINDOW)
             > self.config.max_session_receive_window
@@ -560,13 +593,14 @@ impl Session {
     fn on_ping(&mut self, now: Instant, hdr: Header) {
         if hdr.flags.contains(Flags::SYN) {
             // go PingBacklog: extra pings beyond the queue are not answered.
-            if self.pongs.len() < MAX_PONG_BACKLOG {
-                self.pongs.push_back(hdr.length);
+            if usize::from(self.pongs_queued) < MAX_PONG_BACKLOG {
+                self.pongs_queued += 1;
+                self.ctrl.push_back(Ctrl::Pong(hdr.length));
             }
         } else if hdr.flags.contains(Flags::ACK) {
             // Unexpected pongs are ignored (go behaviour).
-            if let Some((value, _, Some(sent))) = self.ping.outstanding {
-                if value == hdr.length {
+            if let Some((value, sent)) = self.ping.outstanding {
+                if value == hdr.length && !self.ping.to_send {
                     let sample = now.saturating_duration_since(sent);
                     self.rtt = Some(flow::smooth_rtt(self.rtt, sample));
                     self.ping.outstanding = None;
@@ -602,13 +636,16 @@ impl Session {
         }
         self.ctrl.clear();
         self.sendq.clear();
-        self.resets.clear();
+        self.pongs_queued = 0;
+        self.resets_queued = 0;
     }
 
     fn set_closed(&mut self) {
         if self.state != State::Closed {
             self.state = State::Closed;
-            self.pongs.clear();
+            self.ctrl.clear();
+            self.pongs_queued = 0;
+            self.resets_queued = 0;
             self.ping = Ping::default();
             self.push_event(Event::Closed);
         }
@@ -642,14 +679,14 @@ impl Session {
 
     fn send_ping(&mut self, now: Instant) {
         self.ping.counter = self.ping.counter.wrapping_add(1);
-        self.ping.outstanding = Some((self.ping.counter, now, None));
+        self.ping.outstanding = Some((self.ping.counter, now));
         self.ping.to_send = true;
         self.ping.next_at = self.config.ping_interval.and_then(|i| now.checked_add(i));
     }
 
     fn ping_deadline(&self) -> Option<Instant> {
-        let (_, queued, sent) = self.ping.outstanding?;
-        sent.unwrap_or(queued).checked_add(self.config.ping_timeout)
+        let (_, at) = self.ping.outstanding?;
+        at.checked_add(self.config.ping_timeout)
     }
 
     /// Sends a keepalive/RTT ping when due; fails the session when a ping timed out.
@@ -715,7 +752,7 @@ impl Session {
                 max: self.config.max_streams,
             });
         }
-        if self.ack_backlog >= MAX_ACK_BACKLOG {
+        if usize::from(self.ack_backlog) >= MAX_ACK_BACKLOG {
             return Err(Error::AckBacklogFull);
         }
         if self.total_recv_max + u64::from(INITIAL_WINDOW) > self.config.max_session_receive_window
@@ -751,16 +788,17 @@ impl Session {
         if let Some(s) = self.streams.get_mut(&id) {
             if !s.has(bits::IN_CTRL) {
                 s.bits |= bits::IN_CTRL;
-                self.ctrl.push_back(id);
+                self.ctrl.push_back(Ctrl::Stream(id));
             }
         }
     }
 
     fn queue_reset(&mut self, id: u32) -> Result<(), Error> {
-        if self.resets.len() >= MAX_PENDING_RESETS {
+        if usize::from(self.resets_queued) >= MAX_PENDING_RESETS {
             return Err(Error::ControlQueueFull);
         }
-        self.resets.push_back(id);
+        self.resets_queued += 1;
+        self.ctrl.push_back(Ctrl::Reset(id));
         Ok(())
     }
 
@@ -836,7 +874,8 @@ impl Session {
         self.remove_stream(id);
         if announced {
             // Application resets are bounded by the streams it has; never refused.
-            self.resets.push_back(id);
+            self.resets_queued = self.resets_queued.saturating_add(1);
+            self.ctrl.push_back(Ctrl::Reset(id));
         }
         Ok(())
     }
@@ -908,36 +947,37 @@ impl Session {
             State::Open | State::Closing => {}
         }
         out.reserve((*budget).min(256 * 1024));
-        while let Some(&v) = self.pongs.front() {
-            let h = Header::new(FrameType::Ping, Flags::ACK, 0, v);
-            if !Self::put(out, budget, h) {
-                return;
-            }
-            self.pongs.pop_front();
-        }
         if self.ping.to_send {
-            if let Some((v, queued, _)) = self.ping.outstanding {
+            if let Some((v, _)) = self.ping.outstanding {
                 let h = Header::new(FrameType::Ping, Flags::SYN, 0, v);
                 if !Self::put(out, budget, h) {
                     return;
                 }
-                self.ping.outstanding = Some((v, queued, Some(now)));
+                // The RTT sample and the timeout count from the moment it is sent.
+                self.ping.outstanding = Some((v, now));
             }
             self.ping.to_send = false;
         }
-        while let Some(&id) = self.resets.front() {
-            let h = Header::new(FrameType::WindowUpdate, Flags::RST, id, 0);
-            if !Self::put(out, budget, h) {
-                return;
-            }
-            self.resets.pop_front();
-        }
-        while let Some(&id) = self.ctrl.front() {
+        while let Some(&c) = self.ctrl.front() {
             if *budget < HEADER_LEN {
                 return;
             }
             self.ctrl.pop_front();
-            self.emit_ctrl(now, id, out, budget);
+            match c {
+                Ctrl::Pong(v) => {
+                    self.pongs_queued = self.pongs_queued.saturating_sub(1);
+                    Self::put(out, budget, Header::new(FrameType::Ping, Flags::ACK, 0, v));
+                }
+                Ctrl::Reset(id) => {
+                    self.resets_queued = self.resets_queued.saturating_sub(1);
+                    let h = Header::new(FrameType::WindowUpdate, Flags::RST, id, 0);
+                    Self::put(out, budget, h);
+                }
+                Ctrl::Stream(id) => self.emit_ctrl(now, id, out, budget),
+            }
+        }
+        if self.ctrl.is_empty() && self.ctrl.capacity() > 64 {
+            self.ctrl = VecDeque::new();
         }
         // Data, one frame per stream per turn.
         while *budget > HEADER_LEN {
@@ -1054,8 +1094,10 @@ impl Session {
         if s.send_buffered > 0 {
             s.bits |= bits::IN_SEND;
             self.sendq.push_back(id);
-        } else if s.send_buf.capacity() > 8 {
+        } else {
+            // Idle streams hold no buffers (allocation is per write burst, not per frame).
             s.send_buf = VecDeque::new();
+            s.staging = BytesMut::new();
         }
         if s.has(bits::WANT_WRITABLE) && s.send_capacity(max_buf) > cap_before {
             s.bits &= !bits::WANT_WRITABLE;

@@ -248,8 +248,8 @@ fn too_many_streams_rst() {
     wire.extend(b"xxxx");
     wire.extend(hdr(FrameType::Ping, Flags::SYN, 0, 3));
     feed(&mut s, now, &wire).unwrap();
-    let mut expect = hdr(FrameType::Ping, Flags::ACK, 0, 3);
-    expect.extend(hdr(FrameType::WindowUpdate, Flags::RST, 7, 0));
+    let mut expect = hdr(FrameType::WindowUpdate, Flags::RST, 7, 0);
+    expect.extend(hdr(FrameType::Ping, Flags::ACK, 0, 3));
     assert_eq!(drain_tx(&mut s, now), expect);
 }
 
