@@ -46,6 +46,14 @@ pub struct FrameStart {
     pub(super) offset: usize,
 }
 
+impl FrameStart {
+    /// The position in the output buffer where the frame begins; truncating the buffer to it
+    /// abandons the frame.
+    pub fn offset(&self) -> usize {
+        self.offset
+    }
+}
+
 fn nonce(counter: u64) -> Nonce {
     let mut bytes = [0u8; 12];
     for (dst, src) in bytes.iter_mut().skip(4).zip(counter.to_le_bytes()) {

@@ -239,14 +239,15 @@ pub struct SwarmConfig {
 }
 
 impl SwarmConfig {
-    /// Defaults for `keypair`: Noise, yamux, default limits.
-    pub fn new(keypair: Keypair) -> Self {
-        Self {
-            upgrade: UpgradeConfig::new(keypair),
+    /// Defaults for `keypair`: Noise, yamux, default limits. `seed` seeds handshake
+    /// randomness (see [`UpgradeConfig::new`]).
+    pub fn new(keypair: Keypair, seed: [u8; 32]) -> Result<Self, crate::upgrade::Error> {
+        Ok(Self {
+            upgrade: UpgradeConfig::new(keypair, seed)?,
             yamux: yamux::Config::default(),
             limits: Limits::default(),
             conn_manager: ConnManagerConfig::default(),
-        }
+        })
     }
 
     /// Uses `security` for every connection.
