@@ -116,7 +116,7 @@ pub async fn run<R: Runtime>(runtime: R, args: EchoArgs) -> Result<(), Error> {
     };
     match (args.listen, args.dial.clone()) {
         (Some(port), _) => {
-            let host = Host::new(runtime.clone(), args.config(0));
+            let host = Host::new(runtime.clone(), args.config(0))?;
             serve_echo(&host, &runtime)?;
             host.listen(listen_addr(port)).await?;
             for addr in host.listen_addrs() {
@@ -128,18 +128,18 @@ pub async fn run<R: Runtime>(runtime: R, args: EchoArgs) -> Result<(), Error> {
             Ok(())
         }
         (None, Some(addr)) => {
-            let host = Host::new(runtime, args.config(1));
+            let host = Host::new(runtime, args.config(1))?;
             let reply = dial_echo(&host, addr).await?;
             println!("read reply: {reply:?}");
             Ok(())
         }
         (None, None) => {
-            let listener = Host::new(runtime.clone(), args.config(0));
+            let listener = Host::new(runtime.clone(), args.config(0))?;
             serve_echo(&listener, &runtime)?;
             listener.listen(listen_addr(0)).await?;
             let addr = listener.listen_addrs().into_iter().next().ok_or(Error::Closed)?;
             println!("listener: I am {addr}");
-            let dialer = Host::new(runtime, args.config(1));
+            let dialer = Host::new(runtime, args.config(1))?;
             println!("dialer {}: dialing {addr}", dialer.peer_id());
             let reply = dial_echo(&dialer, addr).await?;
             println!("dialer: read reply: {reply:?}");

@@ -367,8 +367,11 @@ fn shutdown<R: Runtime>(shared: &Arc<Shared<R>>) {
 
 impl<R: Runtime> Host<R> {
     /// Starts a host on `runtime`.
-    pub fn new(runtime: R, config: HostConfig) -> Self {
-        let mut swarm_config = SwarmConfig::new(config.keypair).with_security(config.security);
+    pub fn new(runtime: R, config: HostConfig) -> Result<Self, Error> {
+        let seed: [u8; 32] = rand::random();
+        let mut swarm_config = SwarmConfig::new(config.keypair, seed)
+            .map_err(|e| Error::Config(e.to_string()))?
+            .with_security(config.security);
         swarm_config.limits = config.limits;
         swarm_config.upgrade = swarm_config.upgrade.with_timeout(config.upgrade_timeout);
         let shared = Arc::new(Shared {
@@ -392,10 +395,10 @@ impl<R: Runtime> Host<R> {
             }),
         });
         io::spawn_timer(shared.clone(), &runtime);
-        Self {
+        Ok(Self {
             _owner: Arc::new(Owner(shared.clone())),
             shared,
-        }
+        })
     }
 
     /// Our peer id.

@@ -77,6 +77,9 @@ pub enum Error {
     /// Listening failed.
     #[error("listen failed: {0}")]
     Listen(String),
+    /// The host configuration is unusable.
+    #[error("invalid configuration: {0}")]
+    Config(String),
     /// The host was shut down.
     #[error("host is closed")]
     Closed,
