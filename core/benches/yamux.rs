@@ -64,13 +64,17 @@ impl PlaitPair {
         while self.c.poll_transmit(now, &mut self.out, BATCH).is_some() {
             self.s_in.extend_from_slice(&self.out);
             self.out.clear();
-            self.s.handle_input(now, &mut self.s_in).expect("server input");
+            self.s
+                .handle_input(now, &mut self.s_in)
+                .expect("server input");
             moved = true;
         }
         while self.s.poll_transmit(now, &mut self.out, BATCH).is_some() {
             self.c_in.extend_from_slice(&self.out);
             self.out.clear();
-            self.c.handle_input(now, &mut self.c_in).expect("client input");
+            self.c
+                .handle_input(now, &mut self.c_in)
+                .expect("client input");
             moved = true;
         }
         moved
@@ -139,7 +143,9 @@ fn plait_memory() -> (f64, f64) {
     p.exchange(now);
     while p.s.poll_event().is_some() || p.c.poll_event().is_some() {}
     let before = ALLOC.allocated();
-    let ids: Vec<StreamId> = (0..S).map(|_| p.c.open_stream(now).expect("open")).collect();
+    let ids: Vec<StreamId> = (0..S)
+        .map(|_| p.c.open_stream(now).expect("open"))
+        .collect();
     for id in &ids {
         p.c.stream(*id).expect("stream").write(b"x").expect("write");
     }

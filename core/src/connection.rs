@@ -328,7 +328,11 @@ impl Connection {
     /// Opens a stream proposing `protocols` in order. With one protocol the stream is
     /// writable at once (lazy negotiation); otherwise wait for
     /// [`Event::OutboundStreamAgreed`].
-    pub fn open_stream(&mut self, now: Instant, protocols: Vec<Protocol>) -> Result<StreamId, Error> {
+    pub fn open_stream(
+        &mut self,
+        now: Instant,
+        protocols: Vec<Protocol>,
+    ) -> Result<StreamId, Error> {
         let State::Live(live) = &mut self.state else {
             return Err(Error::NotEstablished);
         };

@@ -154,7 +154,11 @@ pub(crate) enum Channel {
 impl Channel {
     /// Moves the plaintext of every complete frame in `raw` to the end of `plain`. A frame that
     /// arrives while `plain` is empty is taken over without copying.
-    pub(crate) fn decrypt(&mut self, raw: &mut BytesMut, plain: &mut BytesMut) -> Result<(), Error> {
+    pub(crate) fn decrypt(
+        &mut self,
+        raw: &mut BytesMut,
+        plain: &mut BytesMut,
+    ) -> Result<(), Error> {
         match self {
             Self::Plaintext => {
                 if plain.is_empty() {
@@ -399,7 +403,9 @@ impl Upgrade {
                 } => {
                     channel.decrypt(input, &mut self.plain_in)?;
                     let agreed = match (dialer, listener) {
-                        (Some(d), _) => d.handle_input(&mut self.plain_in)? != DialerStatus::InProgress,
+                        (Some(d), _) => {
+                            d.handle_input(&mut self.plain_in)? != DialerStatus::InProgress
+                        }
                         (_, Some(l)) => {
                             let status = l.handle_input(&mut self.plain_in)?;
                             let mut answer = BytesMut::new();
@@ -418,8 +424,9 @@ impl Upgrade {
                     if !agreed {
                         return Ok(UpgradeStatus::InProgress);
                     }
-                    let Stage::Muxer { channel, remote, .. } =
-                        std::mem::replace(&mut self.stage, Stage::Gone)
+                    let Stage::Muxer {
+                        channel, remote, ..
+                    } = std::mem::replace(&mut self.stage, Stage::Gone)
                     else {
                         unreachable!("matched above");
                     };
@@ -452,7 +459,12 @@ impl Upgrade {
             }
             Handshake::Plaintext(h) => {
                 let outcome = h.into_outcome()?;
-                (Channel::Plaintext, outcome.remote_peer, outcome.remote_key, None)
+                (
+                    Channel::Plaintext,
+                    outcome.remote_peer,
+                    outcome.remote_key,
+                    None,
+                )
             }
         };
         if peer == self.local_peer {

@@ -89,7 +89,12 @@ mod tests {
         let a: Multiaddr = "/dns4/localhost/tcp/5".parse().unwrap();
         assert!(matches!(
             multiaddr_to_socket(&a),
-            Some(Target::Dns { v4: true, v6: false, port: 5, .. })
+            Some(Target::Dns {
+                v4: true,
+                v6: false,
+                port: 5,
+                ..
+            })
         ));
         let a: Multiaddr = "/ip4/1.2.3.4/udp/5/quic-v1".parse().unwrap();
         assert_eq!(multiaddr_to_socket(&a), None);

@@ -43,7 +43,11 @@ impl EchoArgs {
                 "-l" => parsed.listen = Some(value("-l")?.parse().map_err(|e| format!("-l: {e}"))?),
                 "-d" => parsed.dial = Some(value("-d")?.parse().map_err(|e| format!("-d: {e}"))?),
                 "--seed" | "-seed" => {
-                    parsed.seed = Some(value("--seed")?.parse().map_err(|e| format!("--seed: {e}"))?)
+                    parsed.seed = Some(
+                        value("--seed")?
+                            .parse()
+                            .map_err(|e| format!("--seed: {e}"))?,
+                    )
                 }
                 "--insecure" | "-insecure" => parsed.insecure = true,
                 other => return Err(format!("unknown argument {other}")),
@@ -90,7 +94,10 @@ async fn echo_line<R: Runtime>(mut stream: Stream<R>) -> std::io::Result<()> {
             break;
         }
     }
-    let end = line.iter().position(|b| *b == b'\n').map_or(line.len(), |i| i + 1);
+    let end = line
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(line.len(), |i| i + 1);
     tracing::info!(peer = %stream.peer(), line = ?String::from_utf8_lossy(&line[..end]), "echoing");
     stream.write_all(&line[..end]).await?;
     stream.close().await
@@ -112,7 +119,9 @@ pub async fn dial_echo<R: Runtime>(host: &Host<R>, addr: Multiaddr) -> Result<St
 /// Runs the echo demo as `args` say; prints what go's echo example prints.
 pub async fn run<R: Runtime>(runtime: R, args: EchoArgs) -> Result<(), Error> {
     let listen_addr = |port: u16| -> Multiaddr {
-        format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("valid multiaddr")
+        format!("/ip4/127.0.0.1/tcp/{port}")
+            .parse()
+            .expect("valid multiaddr")
     };
     match (args.listen, args.dial.clone()) {
         (Some(port), _) => {
@@ -137,7 +146,11 @@ pub async fn run<R: Runtime>(runtime: R, args: EchoArgs) -> Result<(), Error> {
             let listener = Host::new(runtime.clone(), args.config(0))?;
             serve_echo(&listener, &runtime)?;
             listener.listen(listen_addr(0)).await?;
-            let addr = listener.listen_addrs().into_iter().next().ok_or(Error::Closed)?;
+            let addr = listener
+                .listen_addrs()
+                .into_iter()
+                .next()
+                .ok_or(Error::Closed)?;
             println!("listener: I am {addr}");
             let dialer = Host::new(runtime, args.config(1))?;
             println!("dialer {}: dialing {addr}", dialer.peer_id());

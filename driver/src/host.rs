@@ -181,7 +181,10 @@ impl<R: Runtime> Inner<R> {
     fn dispatch(&mut self, shared: &Arc<Shared<R>>, event: Event) {
         match event {
             Event::ListenStarted { listener, addr } => {
-                self.listens.entry(listener).or_default().complete(Ok(addr.clone()));
+                self.listens
+                    .entry(listener)
+                    .or_default()
+                    .complete(Ok(addr.clone()));
                 self.push_event(HostEvent::Listening(addr));
             }
             Event::ListenClosed { listener, error } => {
@@ -248,7 +251,10 @@ impl<R: Runtime> Inner<R> {
                 self.streams.entry(request).or_default().complete(Ok(s));
             }
             Event::StreamOpenFailed { request, error } => {
-                self.streams.entry(request).or_default().complete(Err(error.into()));
+                self.streams
+                    .entry(request)
+                    .or_default()
+                    .complete(Err(error.into()));
             }
             Event::Readable(s) => {
                 if let Some(w) = self.read_wakers.remove(&s) {

@@ -25,11 +25,17 @@ const MAX_UNCONSUMED_INPUT: usize = 1024 * 1024;
 /// the others on the same executor thread (quinn's work limiter).
 const WORK_PER_WAKE: usize = 32;
 
-async fn resolve<R: Runtime>(runtime: &R, addr: &Multiaddr) -> Result<Vec<std::net::SocketAddr>, String> {
+async fn resolve<R: Runtime>(
+    runtime: &R,
+    addr: &Multiaddr,
+) -> Result<Vec<std::net::SocketAddr>, String> {
     match multiaddr_to_socket(addr) {
         Some(Target::Socket(s)) => Ok(vec![s]),
         Some(Target::Dns { host, port, v4, v6 }) => {
-            let all = runtime.resolve(host, port).await.map_err(|e| e.to_string())?;
+            let all = runtime
+                .resolve(host, port)
+                .await
+                .map_err(|e| e.to_string())?;
             let filtered: Vec<_> = all
                 .into_iter()
                 .filter(|a| (a.is_ipv4() && v4) || (a.is_ipv6() && v6))
@@ -99,9 +105,10 @@ pub(crate) fn spawn_listener<R: Runtime>(
             let id = {
                 let mut inner = shared.lock();
                 let now = rt.now();
-                let r = inner
-                    .swarm
-                    .handle_incoming(now, local.clone(), socket_to_multiaddr(remote));
+                let r =
+                    inner
+                        .swarm
+                        .handle_incoming(now, local.clone(), socket_to_multiaddr(remote));
                 inner.pump(&shared);
                 r
             };
@@ -170,13 +177,23 @@ pub(crate) fn spawn_dial<R: Runtime>(
     }));
 }
 
-fn spawn_connection<R: Runtime>(shared: Arc<Shared<R>>, runtime: &R, id: ConnectionId, tcp: R::Tcp) {
+fn spawn_connection<R: Runtime>(
+    shared: Arc<Shared<R>>,
+    runtime: &R,
+    id: ConnectionId,
+    tcp: R::Tcp,
+) {
     let rt = runtime.clone();
     runtime.spawn(Box::pin(run_connection(shared, rt, id, tcp)));
 }
 
 /// Reads into the swarm and writes what it transmits until the connection ends.
-async fn run_connection<R: Runtime>(shared: Arc<Shared<R>>, rt: R, id: ConnectionId, mut tcp: R::Tcp) {
+async fn run_connection<R: Runtime>(
+    shared: Arc<Shared<R>>,
+    rt: R,
+    id: ConnectionId,
+    mut tcp: R::Tcp,
+) {
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     let mut read_open = true;

@@ -46,15 +46,21 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     /// Connects to `addr`.
     fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, stdio::Result<Self::Tcp>>;
     /// Binds a listener to `addr`; returns it with its bound address.
-    fn bind(&self, addr: SocketAddr)
-        -> BoxFuture<'static, stdio::Result<(Self::Listener, SocketAddr)>>;
+    fn bind(
+        &self,
+        addr: SocketAddr,
+    ) -> BoxFuture<'static, stdio::Result<(Self::Listener, SocketAddr)>>;
     /// Accepts the next connection.
     fn accept(
         &self,
         listener: Arc<Self::Listener>,
     ) -> BoxFuture<'static, stdio::Result<(Self::Tcp, SocketAddr)>>;
     /// Resolves a host name.
-    fn resolve(&self, host: String, port: u16) -> BoxFuture<'static, stdio::Result<Vec<SocketAddr>>>;
+    fn resolve(
+        &self,
+        host: String,
+        port: u16,
+    ) -> BoxFuture<'static, stdio::Result<Vec<SocketAddr>>>;
     /// The current time (overridable for tests).
     fn now(&self) -> Instant {
         Instant::now()

@@ -32,7 +32,12 @@ pub struct Stream<R: Runtime> {
 }
 
 impl<R: Runtime> Stream<R> {
-    pub(crate) fn new(shared: Arc<Shared<R>>, id: StreamRef, peer: PeerId, protocol: Protocol) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared<R>>,
+        id: StreamRef,
+        peer: PeerId,
+        protocol: Protocol,
+    ) -> Self {
         Self {
             shared,
             id,
@@ -73,7 +78,11 @@ impl<R: Runtime> Stream<R> {
 }
 
 impl<R: Runtime> AsyncRead for Stream<R> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
         if self.pending.is_empty() {
             let id = self.id;
             let shared = self.shared.clone();
@@ -103,7 +112,11 @@ impl<R: Runtime> AsyncRead for Stream<R> {
 }
 
 impl<R: Runtime> AsyncWrite for Stream<R> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let mut inner = self.shared.lock();
         if inner.reset_streams.contains(&self.id) {
             return Poll::Ready(Err(self.reset_error()));
@@ -166,7 +179,11 @@ impl<R: Runtime> tokio::io::AsyncRead for Stream<R> {
 
 #[cfg(feature = "tokio")]
 impl<R: Runtime> tokio::io::AsyncWrite for Stream<R> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         AsyncWrite::poll_write(self, cx, buf)
     }
 

@@ -13,7 +13,9 @@ fn main() {
             std::process::exit(2);
         }
     };
-    if let Err(e) = async_std::task::block_on(plait_async_std::demo::run(plait_async_std::AsyncStd, args)) {
+    if let Err(e) =
+        async_std::task::block_on(plait_async_std::demo::run(plait_async_std::AsyncStd, args))
+    {
         eprintln!("error: {e}");
         std::process::exit(1);
     }

@@ -46,7 +46,10 @@ impl Runtime for AsyncStd {
         })
     }
 
-    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<(Self::Listener, SocketAddr)>> {
+    fn bind(
+        &self,
+        addr: SocketAddr,
+    ) -> BoxFuture<'static, io::Result<(Self::Listener, SocketAddr)>> {
         Box::pin(async move {
             let listener = async_std::net::TcpListener::bind(addr).await?;
             let local = listener.local_addr()?;
@@ -54,7 +57,10 @@ impl Runtime for AsyncStd {
         })
     }
 
-    fn accept(&self, listener: Arc<Self::Listener>) -> BoxFuture<'static, io::Result<(Self::Tcp, SocketAddr)>> {
+    fn accept(
+        &self,
+        listener: Arc<Self::Listener>,
+    ) -> BoxFuture<'static, io::Result<(Self::Tcp, SocketAddr)>> {
         Box::pin(async move {
             let (tcp, remote) = listener.accept().await?;
             tcp.set_nodelay(true)?;

@@ -43,7 +43,10 @@ impl Runtime for Smol {
         })
     }
 
-    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<(Self::Listener, SocketAddr)>> {
+    fn bind(
+        &self,
+        addr: SocketAddr,
+    ) -> BoxFuture<'static, io::Result<(Self::Listener, SocketAddr)>> {
         Box::pin(async move {
             let listener = smol::net::TcpListener::bind(addr).await?;
             let local = listener.local_addr()?;
@@ -51,7 +54,10 @@ impl Runtime for Smol {
         })
     }
 
-    fn accept(&self, listener: Arc<Self::Listener>) -> BoxFuture<'static, io::Result<(Self::Tcp, SocketAddr)>> {
+    fn accept(
+        &self,
+        listener: Arc<Self::Listener>,
+    ) -> BoxFuture<'static, io::Result<(Self::Tcp, SocketAddr)>> {
         Box::pin(async move {
             let (tcp, remote) = listener.accept().await?;
             tcp.set_nodelay(true)?;

@@ -66,7 +66,10 @@ impl Runtime for Tokio {
         })
     }
 
-    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<(Self::Listener, SocketAddr)>> {
+    fn bind(
+        &self,
+        addr: SocketAddr,
+    ) -> BoxFuture<'static, io::Result<(Self::Listener, SocketAddr)>> {
         Box::pin(async move {
             let listener = tokio::net::TcpListener::bind(addr).await?;
             let local = listener.local_addr()?;
@@ -74,7 +77,10 @@ impl Runtime for Tokio {
         })
     }
 
-    fn accept(&self, listener: Arc<Self::Listener>) -> BoxFuture<'static, io::Result<(Self::Tcp, SocketAddr)>> {
+    fn accept(
+        &self,
+        listener: Arc<Self::Listener>,
+    ) -> BoxFuture<'static, io::Result<(Self::Tcp, SocketAddr)>> {
         Box::pin(async move {
             let (tcp, remote) = listener.accept().await?;
             tcp.set_nodelay(true)?;
@@ -83,6 +89,10 @@ impl Runtime for Tokio {
     }
 
     fn resolve(&self, host: String, port: u16) -> BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
-        Box::pin(async move { Ok(tokio::net::lookup_host((host.as_str(), port)).await?.collect()) })
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), port))
+                .await?
+                .collect())
+        })
     }
 }

@@ -203,11 +203,16 @@ mod tests {
     fn corpus_replays() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus");
         for (name, f) in [
-            ("yamux_session_client", super::yamux_session_client as fn(&[u8])),
+            (
+                "yamux_session_client",
+                super::yamux_session_client as fn(&[u8]),
+            ),
             ("yamux_session_server", super::yamux_session_server),
             ("yamux_pair_ops", super::yamux_pair_ops),
         ] {
-            let Ok(dir) = std::fs::read_dir(format!("{root}/{name}")) else { continue };
+            let Ok(dir) = std::fs::read_dir(format!("{root}/{name}")) else {
+                continue;
+            };
             for e in dir.flatten() {
                 f(&std::fs::read(e.path()).unwrap());
             }

@@ -376,7 +376,8 @@ impl Swarm {
     pub fn handle_listening(&mut self, listener: ListenerId, addr: Multiaddr) {
         if let Some(addrs) = self.listeners.get_mut(&listener) {
             addrs.push(addr.clone());
-            self.events.push_back(Event::ListenStarted { listener, addr });
+            self.events
+                .push_back(Event::ListenStarted { listener, addr });
         }
     }
 
@@ -394,7 +395,10 @@ impl Swarm {
     pub fn close_listener(&mut self, listener: ListenerId) {
         if self.listeners.remove(&listener).is_some() {
             self.commands.push_back(Command::CloseListener { listener });
-            self.events.push_back(Event::ListenClosed { listener, error: None });
+            self.events.push_back(Event::ListenClosed {
+                listener,
+                error: None,
+            });
         }
     }
 
@@ -558,7 +562,9 @@ impl Swarm {
                     entry.waiting.push((request, protocols));
                 }
             }
-            Err(error) => self.events.push_back(Event::StreamOpenFailed { request, error }),
+            Err(error) => self
+                .events
+                .push_back(Event::StreamOpenFailed { request, error }),
         }
         request
     }
@@ -612,26 +618,38 @@ impl Swarm {
     /// Reads up to `max` bytes; `Ok(None)` is the end of the stream, an empty chunk means
     /// nothing is buffered (wait for [`Event::Readable`]).
     pub fn read(&mut self, stream: StreamRef, max: usize) -> Result<Option<Bytes>, Error> {
-        let entry = self.connections.get_mut(&stream.connection).ok_or(Error::Unknown)?;
+        let entry = self
+            .connections
+            .get_mut(&stream.connection)
+            .ok_or(Error::Unknown)?;
         Ok(entry.conn.read(stream.stream, max)?)
     }
 
     /// Writes to a stream; returns how many bytes were taken (0: wait for
     /// [`Event::Writable`]).
     pub fn write(&mut self, stream: StreamRef, data: &[u8]) -> Result<usize, Error> {
-        let entry = self.connections.get_mut(&stream.connection).ok_or(Error::Unknown)?;
+        let entry = self
+            .connections
+            .get_mut(&stream.connection)
+            .ok_or(Error::Unknown)?;
         Ok(entry.conn.write(stream.stream, data)?)
     }
 
     /// Half-closes a stream (FIN).
     pub fn finish(&mut self, stream: StreamRef) -> Result<(), Error> {
-        let entry = self.connections.get_mut(&stream.connection).ok_or(Error::Unknown)?;
+        let entry = self
+            .connections
+            .get_mut(&stream.connection)
+            .ok_or(Error::Unknown)?;
         Ok(entry.conn.finish(stream.stream)?)
     }
 
     /// Resets a stream.
     pub fn reset(&mut self, stream: StreamRef) -> Result<(), Error> {
-        let entry = self.connections.get_mut(&stream.connection).ok_or(Error::Unknown)?;
+        let entry = self
+            .connections
+            .get_mut(&stream.connection)
+            .ok_or(Error::Unknown)?;
         entry.requests.remove(&stream.stream);
         Ok(entry.conn.reset(stream.stream)?)
     }
@@ -720,7 +738,10 @@ impl Swarm {
 
     /// The earliest deadline of any connection.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let conns = self.connections.values().filter_map(|c| c.conn.poll_timeout());
+        let conns = self
+            .connections
+            .values()
+            .filter_map(|c| c.conn.poll_timeout());
         let grace = self
             .connections
             .values()
@@ -762,7 +783,10 @@ impl Swarm {
 
     /// Streams with state, over all connections.
     pub fn num_streams(&self) -> usize {
-        self.connections.values().map(|c| c.conn.num_streams()).sum()
+        self.connections
+            .values()
+            .map(|c| c.conn.num_streams())
+            .sum()
     }
 
     /// Forwards a connection's events and reacts to its state changes.
@@ -778,10 +802,14 @@ impl Swarm {
                 connection::Event::Established { peer } => {
                     entry.peer = Some(peer);
                     entry.established_at = Some(now);
-                    let over_peer_limit =
-                        self.peers.get(&peer).map_or(0, Vec::len) >= self.limits.max_connections_per_peer;
+                    let over_peer_limit = self.peers.get(&peer).map_or(0, Vec::len)
+                        >= self.limits.max_connections_per_peer;
                     if over_peer_limit {
-                        self.remove_connection(now, connection, Some(Error::Limit("connections per peer")));
+                        self.remove_connection(
+                            now,
+                            connection,
+                            Some(Error::Limit("connections per peer")),
+                        );
                         return;
                     }
                     self.peers.entry(peer).or_default().push(connection);
@@ -836,14 +864,18 @@ impl Swarm {
                         None => Event::StreamReset(stream),
                     });
                 }
-                connection::Event::Readable(id) => self.events.push_back(Event::Readable(StreamRef {
-                    connection,
-                    stream: id,
-                })),
-                connection::Event::Writable(id) => self.events.push_back(Event::Writable(StreamRef {
-                    connection,
-                    stream: id,
-                })),
+                connection::Event::Readable(id) => {
+                    self.events.push_back(Event::Readable(StreamRef {
+                        connection,
+                        stream: id,
+                    }))
+                }
+                connection::Event::Writable(id) => {
+                    self.events.push_back(Event::Writable(StreamRef {
+                        connection,
+                        stream: id,
+                    }))
+                }
                 connection::Event::StreamReset(id) => {
                     entry.requests.remove(&id);
                     self.events.push_back(Event::StreamReset(StreamRef {
@@ -874,7 +906,12 @@ impl Swarm {
             });
         }
         match entry.peer {
-            Some(peer) if self.peers.get(&peer).is_some_and(|c| c.contains(&connection)) => {
+            Some(peer)
+                if self
+                    .peers
+                    .get(&peer)
+                    .is_some_and(|c| c.contains(&connection)) =>
+            {
                 if let Some(conns) = self.peers.get_mut(&peer) {
                     conns.retain(|c| *c != connection);
                     if conns.is_empty() {
@@ -910,8 +947,11 @@ impl Swarm {
                 let peer = c.peer?;
                 let at = c.established_at?;
                 let in_grace = now < at + self.conn_manager.grace_period;
-                (!in_grace && !self.protected.contains(&peer) && !c.closing)
-                    .then_some((c.conn.num_streams(), at, *id))
+                (!in_grace && !self.protected.contains(&peer) && !c.closing).then_some((
+                    c.conn.num_streams(),
+                    at,
+                    *id,
+                ))
             })
             .collect();
         candidates.sort();
