@@ -130,7 +130,11 @@ mod tests {
     fn encoded_len_matches_encoder() {
         for v in [0u64, 1, 127, 128, 16383, 16384, u64::MAX] {
             let mut b = unsigned_varint::encode::u64_buffer();
-            assert_eq!(encoded_len(v), unsigned_varint::encode::u64(v, &mut b).len(), "{v}");
+            assert_eq!(
+                encoded_len(v),
+                unsigned_varint::encode::u64(v, &mut b).len(),
+                "{v}"
+            );
         }
     }
 
@@ -168,7 +172,10 @@ mod tests {
         let mut buf = BytesMut::from(&[0x81, 0x08][..]);
         assert_eq!(
             dec.decode(&mut buf),
-            Err(FrameError::TooLarge { len: 1025, max: 1024 })
+            Err(FrameError::TooLarge {
+                len: 1025,
+                max: 1024
+            })
         );
         // A claimed gigabyte is rejected from its prefix alone.
         let mut buf = BytesMut::from(&[0x80, 0x80, 0x80, 0x80, 0x04][..]);

@@ -166,10 +166,8 @@ pub fn yamux_pair_ops(data: &[u8]) {
         for (side, s) in sess.iter_mut().enumerate() {
             while let Some(ev) = s.poll_event() {
                 match ev {
-                    Event::InboundStream(id) => {
-                        if !streams.iter().any(|e| e.0 == id.get()) {
-                            streams.push((id.get(), [0; 2], [0; 2]));
-                        }
+                    Event::InboundStream(id) if !streams.iter().any(|e| e.0 == id.get()) => {
+                        streams.push((id.get(), [0; 2], [0; 2]));
                     }
                     Event::Error(e) if !matches!(e, crate::yamux::Error::PingTimeout) => {
                         panic!("side {side}: protocol error between two correct peers: {e}")
@@ -203,11 +201,16 @@ mod tests {
     fn corpus_replays() {
         let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/corpus");
         for (name, f) in [
-            ("yamux_session_client", super::yamux_session_client as fn(&[u8])),
+            (
+                "yamux_session_client",
+                super::yamux_session_client as fn(&[u8]),
+            ),
             ("yamux_session_server", super::yamux_session_server),
             ("yamux_pair_ops", super::yamux_pair_ops),
         ] {
-            let Ok(dir) = std::fs::read_dir(format!("{root}/{name}")) else { continue };
+            let Ok(dir) = std::fs::read_dir(format!("{root}/{name}")) else {
+                continue;
+            };
             for e in dir.flatten() {
                 f(&std::fs::read(e.path()).unwrap());
             }

@@ -30,8 +30,8 @@ use frame::{
     Flags, FrameType, Header, HeaderError, GO_AWAY_INTERNAL_ERROR, GO_AWAY_NORMAL,
     GO_AWAY_PROTOCOL_ERROR, HEADER_LEN,
 };
-use stream::{bits, Stream};
 pub use stream::StreamMut;
+use stream::{bits, Stream};
 
 use crate::time::Instant;
 
@@ -548,11 +548,14 @@ impl Session {
             (FrameType::Data, Some(body)) => {
                 let len = hdr.length;
                 // precheck guaranteed len <= recv_window; re-check without panicking.
-                s.recv_window = s.recv_window.checked_sub(len).ok_or(Error::WindowExceeded {
-                    id,
-                    len,
-                    window: s.recv_window,
-                })?;
+                s.recv_window = s
+                    .recv_window
+                    .checked_sub(len)
+                    .ok_or(Error::WindowExceeded {
+                        id,
+                        len,
+                        window: s.recv_window,
+                    })?;
                 if len > 0 && !s.has(bits::FIN_RECEIVED) {
                     s.recv_buf.push_back(body);
                     s.recv_buffered += len;

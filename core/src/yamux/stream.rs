@@ -86,7 +86,9 @@ impl Stream {
         if self.has(bits::FIN_QUEUED) {
             return 0;
         }
-        self.send_window.min(max_buffer).saturating_sub(self.send_buffered)
+        self.send_window
+            .min(max_buffer)
+            .saturating_sub(self.send_buffered)
     }
 
     /// Whether a window update should be sent.
@@ -110,7 +112,10 @@ impl StreamMut<'_> {
     }
 
     fn get(&mut self) -> Result<&mut Stream, Error> {
-        self.session.streams.get_mut(&self.id).ok_or(Error::UnknownStream)
+        self.session
+            .streams
+            .get_mut(&self.id)
+            .ok_or(Error::UnknownStream)
     }
 
     /// Accepts an inbound stream: its ACK goes out with the next transmit (go `AcceptStream`).

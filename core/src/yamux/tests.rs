@@ -49,22 +49,70 @@ fn hdr(ty: FrameType, flags: Flags, id: u32, len: u32) -> Vec<u8> {
 fn header_vectors() {
     use FrameType::*;
     let cases: &[(Header, &str)] = &[
-        (Header::new(WindowUpdate, Flags::SYN, 1, 0), "00 01 00 01 00 00 00 01 00 00 00 00"),
-        (Header::new(Data, Flags::SYN, 1, 5), "00 00 00 01 00 00 00 01 00 00 00 05"),
-        (Header::new(Data, Flags::NONE, 1, 5), "00 00 00 00 00 00 00 01 00 00 00 05"),
-        (Header::new(WindowUpdate, Flags::ACK, 1, 0), "00 01 00 02 00 00 00 01 00 00 00 00"),
-        (Header::new(Data, Flags::SYN, 2, 0), "00 00 00 01 00 00 00 02 00 00 00 00"),
-        (Header::new(WindowUpdate, Flags::NONE, 1, 262_144), "00 01 00 00 00 00 00 01 00 04 00 00"),
-        (Header::new(WindowUpdate, Flags::SYN, 1, 0xfc_0000), "00 01 00 01 00 00 00 01 00 fc 00 00"),
-        (Header::new(WindowUpdate, Flags::FIN, 1, 0), "00 01 00 04 00 00 00 01 00 00 00 00"),
-        (Header::new(Data, Flags::FIN, 1, 0), "00 00 00 04 00 00 00 01 00 00 00 00"),
-        (Header::new(WindowUpdate, Flags::RST, 1, 0), "00 01 00 08 00 00 00 01 00 00 00 00"),
-        (Header::new(Data, Flags::RST, 1, 0), "00 00 00 08 00 00 00 01 00 00 00 00"),
-        (Header::new(Ping, Flags::SYN, 0, 1), "00 02 00 01 00 00 00 00 00 00 00 01"),
-        (Header::new(Ping, Flags::ACK, 0, 1), "00 02 00 02 00 00 00 00 00 00 00 01"),
-        (Header::new(GoAway, Flags::NONE, 0, 0), "00 03 00 00 00 00 00 00 00 00 00 00"),
-        (Header::new(GoAway, Flags::NONE, 0, 1), "00 03 00 00 00 00 00 00 00 00 00 01"),
-        (Header::new(GoAway, Flags::NONE, 0, 2), "00 03 00 00 00 00 00 00 00 00 00 02"),
+        (
+            Header::new(WindowUpdate, Flags::SYN, 1, 0),
+            "00 01 00 01 00 00 00 01 00 00 00 00",
+        ),
+        (
+            Header::new(Data, Flags::SYN, 1, 5),
+            "00 00 00 01 00 00 00 01 00 00 00 05",
+        ),
+        (
+            Header::new(Data, Flags::NONE, 1, 5),
+            "00 00 00 00 00 00 00 01 00 00 00 05",
+        ),
+        (
+            Header::new(WindowUpdate, Flags::ACK, 1, 0),
+            "00 01 00 02 00 00 00 01 00 00 00 00",
+        ),
+        (
+            Header::new(Data, Flags::SYN, 2, 0),
+            "00 00 00 01 00 00 00 02 00 00 00 00",
+        ),
+        (
+            Header::new(WindowUpdate, Flags::NONE, 1, 262_144),
+            "00 01 00 00 00 00 00 01 00 04 00 00",
+        ),
+        (
+            Header::new(WindowUpdate, Flags::SYN, 1, 0xfc_0000),
+            "00 01 00 01 00 00 00 01 00 fc 00 00",
+        ),
+        (
+            Header::new(WindowUpdate, Flags::FIN, 1, 0),
+            "00 01 00 04 00 00 00 01 00 00 00 00",
+        ),
+        (
+            Header::new(Data, Flags::FIN, 1, 0),
+            "00 00 00 04 00 00 00 01 00 00 00 00",
+        ),
+        (
+            Header::new(WindowUpdate, Flags::RST, 1, 0),
+            "00 01 00 08 00 00 00 01 00 00 00 00",
+        ),
+        (
+            Header::new(Data, Flags::RST, 1, 0),
+            "00 00 00 08 00 00 00 01 00 00 00 00",
+        ),
+        (
+            Header::new(Ping, Flags::SYN, 0, 1),
+            "00 02 00 01 00 00 00 00 00 00 00 01",
+        ),
+        (
+            Header::new(Ping, Flags::ACK, 0, 1),
+            "00 02 00 02 00 00 00 00 00 00 00 01",
+        ),
+        (
+            Header::new(GoAway, Flags::NONE, 0, 0),
+            "00 03 00 00 00 00 00 00 00 00 00 00",
+        ),
+        (
+            Header::new(GoAway, Flags::NONE, 0, 1),
+            "00 03 00 00 00 00 00 00 00 00 00 01",
+        ),
+        (
+            Header::new(GoAway, Flags::NONE, 0, 2),
+            "00 03 00 00 00 00 00 00 00 00 00 02",
+        ),
     ];
     for (h, bytes) in cases {
         let b = hex(bytes);
@@ -80,15 +128,30 @@ fn session_emits_digest_bytes() {
     let id = c.open_stream(now).unwrap();
     assert_eq!(id.get(), 1);
     // go-style eager SYN when no data is queued
-    assert_eq!(drain_tx(&mut c, now), hex("00 01 00 01 00 00 00 01 00 00 00 00"));
+    assert_eq!(
+        drain_tx(&mut c, now),
+        hex("00 01 00 01 00 00 00 01 00 00 00 00")
+    );
     c.stream(id).unwrap().write(b"hello").unwrap();
-    assert_eq!(drain_tx(&mut c, now), hex("00 00 00 00 00 00 00 01 00 00 00 05 68656c6c6f"));
+    assert_eq!(
+        drain_tx(&mut c, now),
+        hex("00 00 00 00 00 00 00 01 00 00 00 05 68656c6c6f")
+    );
     c.stream(id).unwrap().finish().unwrap();
-    assert_eq!(drain_tx(&mut c, now), hex("00 01 00 04 00 00 00 01 00 00 00 00"));
+    assert_eq!(
+        drain_tx(&mut c, now),
+        hex("00 01 00 04 00 00 00 01 00 00 00 00")
+    );
     c.ping(now).unwrap();
-    assert_eq!(drain_tx(&mut c, now), hex("00 02 00 01 00 00 00 00 00 00 00 01"));
+    assert_eq!(
+        drain_tx(&mut c, now),
+        hex("00 02 00 01 00 00 00 00 00 00 00 01")
+    );
     c.close(now);
-    assert_eq!(drain_tx(&mut c, now), hex("00 03 00 00 00 00 00 00 00 00 00 00"));
+    assert_eq!(
+        drain_tx(&mut c, now),
+        hex("00 03 00 00 00 00 00 00 00 00 00 00")
+    );
     assert!(c.is_closed());
     assert_eq!(events(&mut c).last(), Some(&Event::Closed));
 }
@@ -98,7 +161,8 @@ fn ping_echo_scenario() {
     // Digest scenario: lazy SYN on data, ACK on the echo, FIN both ways.
     let (mut c, now) = session(Mode::Client);
     let (mut s, _) = session(Mode::Server);
-    let payload = hex("132f6d756c746973747265616d2f312e302e300a 112f697066732f70696e672f312e302e300a");
+    let payload =
+        hex("132f6d756c746973747265616d2f312e302e300a 112f697066732f70696e672f312e302e300a");
     let id = c.open_stream(now).unwrap();
     assert_eq!(c.stream(id).unwrap().write(&payload).unwrap(), 38);
     let wire = drain_tx(&mut c, now);
@@ -107,7 +171,10 @@ fn ping_echo_scenario() {
     assert_eq!(wire, expect);
     feed(&mut s, now, &wire).unwrap();
     let sid = StreamId(1);
-    assert_eq!(events(&mut s), vec![Event::InboundStream(sid), Event::Readable(sid)]);
+    assert_eq!(
+        events(&mut s),
+        vec![Event::InboundStream(sid), Event::Readable(sid)]
+    );
     let got = s.stream(sid).unwrap().read(usize::MAX).unwrap().unwrap();
     assert_eq!(&got[..], &payload[..]);
     s.stream(sid).unwrap().write(&got).unwrap();
@@ -127,7 +194,10 @@ fn ping_echo_scenario() {
     assert_eq!(wire, hex("00 01 00 04 00 00 00 01 00 00 00 00"));
     assert_eq!(s.num_streams(), 0, "both FINs, end read: stream gone");
     feed(&mut c, now, &wire).unwrap();
-    assert_eq!(c.stream(id).unwrap().read(100).unwrap().unwrap(), Bytes::from(payload));
+    assert_eq!(
+        c.stream(id).unwrap().read(100).unwrap().unwrap(),
+        Bytes::from(payload)
+    );
     assert_eq!(c.stream(id).unwrap().read(100), Ok(None));
     assert_eq!(c.num_streams(), 0);
 }
@@ -139,13 +209,22 @@ fn accepts_go_style_open_and_acks_on_accept() {
     assert_eq!(events(&mut s), vec![Event::InboundStream(StreamId(1))]);
     assert!(drain_tx(&mut s, now).is_empty(), "no ACK before accept");
     s.stream(StreamId(1)).unwrap().accept().unwrap();
-    assert_eq!(drain_tx(&mut s, now), hex("00 01 00 02 00 00 00 01 00 00 00 00"));
+    assert_eq!(
+        drain_tx(&mut s, now),
+        hex("00 01 00 02 00 00 00 01 00 00 00 00")
+    );
     // go-style data without flags, then ping answered first
     let mut wire = hex("00 00 00 00 00 00 00 01 00 00 00 05 68656c6c6f");
     wire.extend(hex("00 02 00 01 00 00 00 00 00 00 00 07"));
     feed(&mut s, now, &wire).unwrap();
-    assert_eq!(drain_tx(&mut s, now), hex("00 02 00 02 00 00 00 00 00 00 00 07"));
-    assert_eq!(&s.stream(StreamId(1)).unwrap().read(99).unwrap().unwrap()[..], b"hello");
+    assert_eq!(
+        drain_tx(&mut s, now),
+        hex("00 02 00 02 00 00 00 00 00 00 00 07")
+    );
+    assert_eq!(
+        &s.stream(StreamId(1)).unwrap().read(99).unwrap().unwrap()[..],
+        b"hello"
+    );
 }
 
 // ---------- violations ----------
@@ -170,33 +249,76 @@ fn expect_fatal(mode: Mode, wire: &[u8], err: Error, code: u32) {
 
 #[test]
 fn invalid_version_and_type() {
-    expect_fatal(Mode::Client, &hex("01 00 00 00 00 00 00 01 00 00 00 00"), Error::InvalidVersion(1), 1);
-    expect_fatal(Mode::Client, &hex("00 04 00 00 00 00 00 01 00 00 00 00"), Error::InvalidType(4), 1);
+    expect_fatal(
+        Mode::Client,
+        &hex("01 00 00 00 00 00 00 01 00 00 00 00"),
+        Error::InvalidVersion(1),
+        1,
+    );
+    expect_fatal(
+        Mode::Client,
+        &hex("00 04 00 00 00 00 00 01 00 00 00 00"),
+        Error::InvalidType(4),
+        1,
+    );
 }
 
 #[test]
 fn wrong_parity_and_duplicate() {
     // server receiving a SYN with an even (server) id
-    expect_fatal(Mode::Server, &hex("00 00 00 01 00 00 00 02 00 00 00 00"), Error::WrongParity(2), 1);
-    expect_fatal(Mode::Server, &hex("00 01 00 01 00 00 00 01 00 00 00 00"), Error::DuplicateStream(1), 1);
-    expect_fatal(Mode::Server, &hdr(FrameType::Data, Flags::NONE, 0, 0), Error::StreamZero, 1);
+    expect_fatal(
+        Mode::Server,
+        &hex("00 00 00 01 00 00 00 02 00 00 00 00"),
+        Error::WrongParity(2),
+        1,
+    );
+    expect_fatal(
+        Mode::Server,
+        &hex("00 01 00 01 00 00 00 01 00 00 00 00"),
+        Error::DuplicateStream(1),
+        1,
+    );
+    expect_fatal(
+        Mode::Server,
+        &hdr(FrameType::Data, Flags::NONE, 0, 0),
+        Error::StreamZero,
+        1,
+    );
 }
 
 #[test]
 fn data_beyond_window() {
     let (mut s, now) = session(Mode::Server);
     // first Data SYN body above 256 KiB is rejected from the header alone
-    let err = Error::WindowExceeded { id: 1, len: INITIAL_WINDOW + 1, window: INITIAL_WINDOW };
-    assert_eq!(feed(&mut s, now, &hdr(FrameType::Data, Flags::SYN, 1, INITIAL_WINDOW + 1)), Err(err));
+    let err = Error::WindowExceeded {
+        id: 1,
+        len: INITIAL_WINDOW + 1,
+        window: INITIAL_WINDOW,
+    };
+    assert_eq!(
+        feed(
+            &mut s,
+            now,
+            &hdr(FrameType::Data, Flags::SYN, 1, INITIAL_WINDOW + 1)
+        ),
+        Err(err)
+    );
     // exactly the window is fine, one more byte is not
     let (mut s, now) = session(Mode::Server);
     let mut wire = hdr(FrameType::Data, Flags::SYN, 1, INITIAL_WINDOW);
     wire.extend(vec![0u8; INITIAL_WINDOW as usize]);
     feed(&mut s, now, &wire).unwrap();
     let wire = hdr(FrameType::Data, Flags::NONE, 1, 1);
-    let err = Error::WindowExceeded { id: 1, len: 1, window: 0 };
+    let err = Error::WindowExceeded {
+        id: 1,
+        len: 1,
+        window: 0,
+    };
     assert_eq!(feed(&mut s, now, &wire), Err(err));
-    assert_eq!(drain_tx(&mut s, now), hdr(FrameType::GoAway, Flags::NONE, 0, 1));
+    assert_eq!(
+        drain_tx(&mut s, now),
+        hdr(FrameType::GoAway, Flags::NONE, 0, 1)
+    );
     assert!(s.recv_buffered() == 0 && s.num_streams() == 0);
 }
 
@@ -215,7 +337,10 @@ fn oversized_unknown_frame_and_unknown_stream_ignored() {
     expect_fatal(
         Mode::Client,
         &hdr(FrameType::Data, Flags::NONE, 9, u32::MAX),
-        Error::FrameTooLarge { len: u32::MAX, max: MAX_UNKNOWN_STREAM_FRAME },
+        Error::FrameTooLarge {
+            len: u32::MAX,
+            max: MAX_UNKNOWN_STREAM_FRAME,
+        },
         1,
     );
     let (mut c, now) = session(Mode::Client);
@@ -227,7 +352,10 @@ fn oversized_unknown_frame_and_unknown_stream_ignored() {
     feed(&mut c, now, &wire[..14]).unwrap();
     feed(&mut c, now, &wire[14..]).unwrap();
     assert!(events(&mut c).is_empty());
-    assert!(drain_tx(&mut c, now).is_empty(), "no RST storm for unknown streams");
+    assert!(
+        drain_tx(&mut c, now).is_empty(),
+        "no RST storm for unknown streams"
+    );
 }
 
 #[test]
@@ -235,14 +363,25 @@ fn too_many_streams_rst() {
     let now = Instant::now();
     let mut s = Session::new(Mode::Server, cfg().with_max_streams(2), now);
     for id in [1u32, 3, 5] {
-        feed(&mut s, now, &hdr(FrameType::WindowUpdate, Flags::SYN, id, 0)).unwrap();
+        feed(
+            &mut s,
+            now,
+            &hdr(FrameType::WindowUpdate, Flags::SYN, id, 0),
+        )
+        .unwrap();
     }
     let ev = events(&mut s);
     assert_eq!(
         ev[2],
-        Event::InboundRejected { id: StreamId(5), reason: Error::TooManyStreams { max: 2 } }
+        Event::InboundRejected {
+            id: StreamId(5),
+            reason: Error::TooManyStreams { max: 2 }
+        }
     );
-    assert_eq!(drain_tx(&mut s, now), hdr(FrameType::WindowUpdate, Flags::RST, 5, 0));
+    assert_eq!(
+        drain_tx(&mut s, now),
+        hdr(FrameType::WindowUpdate, Flags::RST, 5, 0)
+    );
     // a Data SYN with body is refused and its body skipped
     let mut wire = hdr(FrameType::Data, Flags::SYN, 7, 4);
     wire.extend(b"xxxx");
@@ -267,11 +406,22 @@ fn accept_backlog_limit() {
         id: StreamId(last),
         reason: Error::AcceptBacklogFull
     }));
-    assert_eq!(drain_tx(&mut s, now), hdr(FrameType::WindowUpdate, Flags::RST, last, 0));
+    assert_eq!(
+        drain_tx(&mut s, now),
+        hdr(FrameType::WindowUpdate, Flags::RST, last, 0)
+    );
     // accepting one frees a slot
     s.stream(StreamId(1)).unwrap().accept().unwrap();
-    feed(&mut s, now, &hdr(FrameType::WindowUpdate, Flags::SYN, last + 2, 0)).unwrap();
-    assert_eq!(events(&mut s), vec![Event::InboundStream(StreamId(last + 2))]);
+    feed(
+        &mut s,
+        now,
+        &hdr(FrameType::WindowUpdate, Flags::SYN, last + 2, 0),
+    )
+    .unwrap();
+    assert_eq!(
+        events(&mut s),
+        vec![Event::InboundStream(StreamId(last + 2))]
+    );
 }
 
 #[test]
@@ -301,7 +451,10 @@ fn pings_pongs_keepalive_timeout() {
         .with_ping_timeout(Duration::from_secs(10));
     let mut c = Session::new(Mode::Client, config, now);
     // RTT ping at start
-    assert_eq!(drain_tx(&mut c, now), hdr(FrameType::Ping, Flags::SYN, 0, 1));
+    assert_eq!(
+        drain_tx(&mut c, now),
+        hdr(FrameType::Ping, Flags::SYN, 0, 1)
+    );
     assert_eq!(c.poll_timeout(), Some(now + Duration::from_secs(10)));
     // unexpected pong ignored; right pong gives an RTT
     feed(&mut c, now, &hdr(FrameType::Ping, Flags::ACK, 0, 99)).unwrap();
@@ -320,7 +473,9 @@ fn pings_pongs_keepalive_timeout() {
     assert_eq!(c.poll_timeout(), None);
     // ping backlog: at most 32 pongs queued
     let (mut s, now) = session(Mode::Server);
-    let wire: Vec<u8> = (0..40).flat_map(|i| hdr(FrameType::Ping, Flags::SYN, 0, i)).collect();
+    let wire: Vec<u8> = (0..40)
+        .flat_map(|i| hdr(FrameType::Ping, Flags::SYN, 0, i))
+        .collect();
     feed(&mut s, now, &wire).unwrap();
     assert_eq!(drain_tx(&mut s, now).len(), MAX_PONG_BACKLOG * 12);
 }
@@ -333,7 +488,11 @@ fn go_away_received_resets_streams() {
     feed(&mut c, now, &hdr(FrameType::GoAway, Flags::NONE, 0, 2)).unwrap();
     assert_eq!(
         events(&mut c),
-        vec![Event::GoAwayReceived(2), Event::StreamReset(id), Event::Closed]
+        vec![
+            Event::GoAwayReceived(2),
+            Event::StreamReset(id),
+            Event::Closed
+        ]
     );
     assert!(c.is_closed());
     assert_eq!(c.open_stream(now), Err(Error::Closed));
@@ -345,7 +504,10 @@ fn abort_sends_go_away_first() {
     let id = c.open_stream(now).unwrap();
     c.stream(id).unwrap().write(b"data").unwrap();
     c.abort(now, 2);
-    assert_eq!(drain_tx(&mut c, now), hdr(FrameType::GoAway, Flags::NONE, 0, 2));
+    assert_eq!(
+        drain_tx(&mut c, now),
+        hdr(FrameType::GoAway, Flags::NONE, 0, 2)
+    );
     assert!(c.is_closed());
 }
 
@@ -399,13 +561,19 @@ fn backpressure_and_window_updates() {
     let id = c.open_stream(now).unwrap();
     let data = vec![7u8; 400_000];
     let n = c.stream(id).unwrap().write(&data).unwrap();
-    assert_eq!(n, INITIAL_WINDOW as usize, "write bounded by the send window");
+    assert_eq!(
+        n, INITIAL_WINDOW as usize,
+        "write bounded by the send window"
+    );
     assert_eq!(c.stream(id).unwrap().write(&data).unwrap(), 0);
     let wire = drain_tx(&mut c, now);
     // frames of at most 64 KiB - 12 payload
     assert_eq!(wire.len(), INITIAL_WINDOW as usize + 5 * 12);
     feed(&mut s, now, &wire).unwrap();
-    assert!(drain_tx(&mut s, now).is_empty(), "no update before the app reads");
+    assert!(
+        drain_tx(&mut s, now).is_empty(),
+        "no update before the app reads"
+    );
     let mut got = 0;
     while let Ok(Some(b)) = s.stream(id).unwrap().read(100_000) {
         got += b.len();
@@ -413,10 +581,16 @@ fn backpressure_and_window_updates() {
     assert_eq!(got, INITIAL_WINDOW as usize);
     let wire = drain_tx(&mut s, now);
     // ACK + credit for all consumed bytes (no RTT yet: window stays 256 KiB)
-    assert_eq!(wire, hdr(FrameType::WindowUpdate, Flags::ACK, 1, INITIAL_WINDOW));
+    assert_eq!(
+        wire,
+        hdr(FrameType::WindowUpdate, Flags::ACK, 1, INITIAL_WINDOW)
+    );
     feed(&mut c, now, &wire).unwrap();
     assert_eq!(events(&mut c), vec![Event::Writable(id)]);
-    assert_eq!(c.stream(id).unwrap().send_capacity(), INITIAL_WINDOW as usize);
+    assert_eq!(
+        c.stream(id).unwrap().send_capacity(),
+        INITIAL_WINDOW as usize
+    );
 }
 
 #[test]
@@ -480,8 +654,16 @@ impl Pair {
         for _ in 0..1000 {
             let mut moved = false;
             let mut out = BytesMut::new();
-            while self.c.poll_transmit(self.now, &mut out, 64 * 1024).is_some() {}
-            while self.s.poll_transmit(self.now, &mut self.c_in, 64 * 1024).is_some() {
+            while self
+                .c
+                .poll_transmit(self.now, &mut out, 64 * 1024)
+                .is_some()
+            {}
+            while self
+                .s
+                .poll_transmit(self.now, &mut self.c_in, 64 * 1024)
+                .is_some()
+            {
                 moved = true;
             }
             if !out.is_empty() {
@@ -596,7 +778,11 @@ impl Model {
                 assert!(!b.is_empty() && b.len() <= max);
                 let e = self.side[i].streams.entry(id).or_default();
                 for (k, &byte) in b.iter().enumerate() {
-                    assert_eq!(byte, pattern(id, 1 - i, e.1 + k as u64), "stream {id} order");
+                    assert_eq!(
+                        byte,
+                        pattern(id, 1 - i, e.1 + k as u64),
+                        "stream {id} order"
+                    );
                 }
                 e.1 += b.len() as u64;
             }
@@ -613,12 +799,19 @@ impl Model {
         let Some(mut st) = self.sess[i].stream(StreamId(id)) else {
             return;
         };
-        let r = if zero_copy { st.write_bytes(Bytes::from(data)) } else { st.write(&data) };
+        let r = if zero_copy {
+            st.write_bytes(Bytes::from(data))
+        } else {
+            st.write(&data)
+        };
         if let Ok(n) = r {
             self.side[i].streams.entry(id).or_default().0 += n as u64;
             let st = self.sess[i].streams.get(&id).unwrap();
             assert!(st.send_buffered as usize <= max_buf);
-            assert!(st.send_buffered <= st.send_window, "never queue beyond the window");
+            assert!(
+                st.send_buffered <= st.send_window,
+                "never queue beyond the window"
+            );
         }
     }
 
@@ -646,7 +839,10 @@ impl Model {
             assert!(s.total_receive_window() <= budget);
             assert!(s.recv_buffered() <= s.total_receive_window());
             for st in s.streams.values() {
-                assert!(u64::from(st.recv_window) + u64::from(st.recv_buffered) <= u64::from(st.recv_max));
+                assert!(
+                    u64::from(st.recv_window) + u64::from(st.recv_buffered)
+                        <= u64::from(st.recv_max)
+                );
             }
         }
     }
@@ -723,7 +919,10 @@ impl Model {
                     if let Some(mut st) = self.sess[i].stream(StreamId(id)) {
                         let _ = st.finish();
                     }
-                    while self.sess[i].stream(StreamId(id)).is_some_and(|mut s| s.read_buffered() > 0) {
+                    while self.sess[i]
+                        .stream(StreamId(id))
+                        .is_some_and(|mut s| s.read_buffered() > 0)
+                    {
                         self.read(i, id, usize::MAX);
                     }
                     self.read(i, id, usize::MAX);
@@ -744,8 +943,15 @@ impl Model {
                 if self.reset.contains(&id) {
                     continue;
                 }
-                let (_, read, fin) = self.side[1 - i].streams.get(&id).copied().unwrap_or_default();
-                assert_eq!(read, written, "stream {id} from side {i}: every byte exactly once");
+                let (_, read, fin) = self.side[1 - i]
+                    .streams
+                    .get(&id)
+                    .copied()
+                    .unwrap_or_default();
+                assert_eq!(
+                    read, written,
+                    "stream {id} from side {i}: every byte exactly once"
+                );
                 assert!(fin, "stream {id} from side {i}: FIN read");
             }
             assert_eq!(self.sess[i].num_streams(), 0, "all streams closed");
