@@ -127,16 +127,38 @@ fn plait_transfer(streams: usize, per_stream: u64) -> Duration {
     start.elapsed()
 }
 
-/// Heap bytes of one idle session, and of one idle stream (averaged over both endpoints).
+/// Heap bytes of one idle session (a connected pair after its first exchange,
+/// halved), and heap bytes of one idle stream per endpoint (opened, one byte each way, read).
 fn plait_memory() -> (f64, f64) {
+    const N: usize = 500;
     let now = Instant::now();
-    const N: usize = 1000;
+    let (mut c_in, mut s_in, mut out) = (
+        BytesMut::with_capacity(BATCH),
+        BytesMut::with_capacity(BATCH),
+        BytesMut::with_capacity(BATCH),
+    );
+    let mut pairs = Vec::with_capacity(N);
     let before = ALLOC.allocated();
-    let sessions: Vec<Session> = (0..N)
-        .map(|_| Session::new(Mode::Client, Config::default(), now))
-        .collect();
-    let per_session = (ALLOC.allocated() - before) as f64 / N as f64;
-    drop(sessions);
+    for _ in 0..N {
+        let mut c = Session::new(Mode::Client, Config::default(), now);
+        let mut s = Session::new(Mode::Server, Config::default(), now);
+        for _ in 0..3 {
+            while c.poll_transmit(now, &mut out, BATCH).is_some() {
+                s_in.extend_from_slice(&out);
+                out.clear();
+                s.handle_input(now, &mut s_in).expect("input");
+            }
+            while s.poll_transmit(now, &mut out, BATCH).is_some() {
+                c_in.extend_from_slice(&out);
+                out.clear();
+                c.handle_input(now, &mut c_in).expect("input");
+            }
+            while c.poll_event().is_some() || s.poll_event().is_some() {}
+        }
+        pairs.push((c, s));
+    }
+    let per_session = (ALLOC.allocated() - before) as f64 / (2 * N) as f64;
+    drop(pairs);
 
     const S: usize = 200;
     let mut p = PlaitPair::new();
@@ -340,62 +362,93 @@ fn crate_transfer(streams: usize, per_stream: u64) -> Duration {
     start.elapsed()
 }
 
+/// Polls both connections (no tasks, a no-op waker) until nothing moves.
+fn pump(
+    c: &mut yamux::Connection<End>,
+    s: &mut yamux::Connection<End>,
+    inbound: &mut Vec<yamux::Stream>,
+) {
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    for _ in 0..20 {
+        while let Poll::Ready(Some(Ok(st))) = s.poll_next_inbound(&mut cx) {
+            inbound.push(st);
+        }
+        while let Poll::Ready(Some(Ok(st))) = c.poll_next_inbound(&mut cx) {
+            inbound.push(st);
+        }
+    }
+}
+
+/// Same measurements as [`plait_memory`] for the crate; pipe buffers are allocated before.
 fn crate_memory() -> (f64, f64) {
-    const N: usize = 1000;
-    let ends: Vec<End> = (0..N).map(|_| duplex().0).collect();
-    let before = ALLOC.allocated();
-    let sessions: Vec<yamux::Connection<End>> = ends
-        .into_iter()
-        .map(|e| yamux::Connection::new(e, yamux::Config::default(), yamux::Mode::Client))
+    const N: usize = 500;
+    let waker = futures::task::noop_waker();
+    let mut cx = Context::from_waker(&waker);
+    let ends: Vec<(End, End)> = (0..N)
+        .map(|_| {
+            let (a, b) = duplex();
+            a.tx.lock().expect("lock").buf.reserve(PIPE_CAP);
+            b.tx.lock().expect("lock").buf.reserve(PIPE_CAP);
+            (a, b)
+        })
         .collect();
-    let per_session = (ALLOC.allocated() - before) as f64 / N as f64;
-    drop(sessions);
+    let mut pairs = Vec::with_capacity(N);
+    let mut inbound = Vec::new();
+    let before = ALLOC.allocated();
+    for (a, b) in ends {
+        let mut c = yamux::Connection::new(a, yamux::Config::default(), yamux::Mode::Client);
+        let mut s = yamux::Connection::new(b, yamux::Config::default(), yamux::Mode::Server);
+        pump(&mut c, &mut s, &mut inbound);
+        pairs.push((c, s));
+    }
+    let per_session = (ALLOC.allocated() - before) as f64 / (2 * N) as f64;
+    drop(pairs);
 
     const S: usize = 200;
-    let mut pool = LocalPool::new();
-    let (c, s) = conns();
-    let inbound = Rc::new(RefCell::new(Vec::new()));
-    let inbound2 = inbound.clone();
-    drive(&pool, s, move |st| inbound2.borrow_mut().push(st));
-    drive(&pool, c.clone(), |_| {});
-    pool.run_until_stalled();
+    let (a, b) = duplex();
+    a.tx.lock().expect("lock").buf.reserve(PIPE_CAP);
+    b.tx.lock().expect("lock").buf.reserve(PIPE_CAP);
+    let mut c = yamux::Connection::new(a, yamux::Config::default(), yamux::Mode::Client);
+    let mut s = yamux::Connection::new(b, yamux::Config::default(), yamux::Mode::Server);
+    let mut inbound = Vec::with_capacity(S);
+    pump(&mut c, &mut s, &mut inbound);
+    let mut outbound = Vec::with_capacity(S);
     let before = ALLOC.allocated();
-    let outbound = Rc::new(RefCell::new(Vec::new()));
     for _ in 0..S {
-        let c = c.clone();
-        let outbound = outbound.clone();
-        pool.spawner()
-            .spawn_local(async move {
-                let mut st = poll_fn(|cx| c.borrow_mut().poll_new_outbound(cx))
-                    .await
-                    .expect("open");
-                st.write_all(b"x").await.expect("write");
-                st.flush().await.expect("flush");
-                let mut b = [0u8; 1];
-                st.read_exact(&mut b).await.expect("read");
-                outbound.borrow_mut().push(st);
-            })
-            .expect("spawn");
+        let Poll::Ready(Ok(mut st)) = c.poll_new_outbound(&mut cx) else {
+            panic!("open");
+        };
+        assert!(matches!(
+            Pin::new(&mut st).poll_write(&mut cx, b"x"),
+            Poll::Ready(Ok(1))
+        ));
+        let _ = Pin::new(&mut st).poll_flush(&mut cx);
+        outbound.push(st);
     }
-    pool.run_until_stalled();
-    let streams: Vec<yamux::Stream> = std::mem::take(&mut *inbound.borrow_mut());
-    let echoed = Rc::new(RefCell::new(Vec::new()));
-    for mut st in streams {
-        let echoed = echoed.clone();
-        pool.spawner()
-            .spawn_local(async move {
-                let mut b = [0u8; 1];
-                st.read_exact(&mut b).await.expect("read");
-                st.write_all(b"y").await.expect("write");
-                st.flush().await.expect("flush");
-                echoed.borrow_mut().push(st);
-            })
-            .expect("spawn");
+    pump(&mut c, &mut s, &mut inbound);
+    let mut b1 = [0u8; 1];
+    for st in &mut inbound {
+        assert!(matches!(
+            Pin::new(&mut *st).poll_read(&mut cx, &mut b1),
+            Poll::Ready(Ok(1))
+        ));
+        assert!(matches!(
+            Pin::new(&mut *st).poll_write(&mut cx, b"y"),
+            Poll::Ready(Ok(1))
+        ));
+        let _ = Pin::new(&mut *st).poll_flush(&mut cx);
     }
-    pool.run_until_stalled();
-    assert_eq!(outbound.borrow().len(), S, "all streams echoed");
+    pump(&mut c, &mut s, &mut inbound);
+    for st in &mut outbound {
+        assert!(matches!(
+            Pin::new(&mut *st).poll_read(&mut cx, &mut b1),
+            Poll::Ready(Ok(1))
+        ));
+    }
+    pump(&mut c, &mut s, &mut inbound);
+    assert_eq!(inbound.len(), S);
     let per_stream = (ALLOC.allocated() - before) as f64 / (2 * S) as f64;
-    drop(pool);
     (per_session, per_stream)
 }
 
@@ -431,16 +484,24 @@ fn main() {
     }
     let (ps, pst) = plait_memory();
     let (ys, yst) = crate_memory();
+    let (pi, yi) = (
+        ps + size_of::<Session>() as f64,
+        ys + size_of::<yamux::Connection<End>>() as f64,
+    );
     println!(
-        "idle session: plait {ps:.0} B  yamux-crate {ys:.0} B  ratio {:.3}",
+        "idle session heap: plait {ps:.0} B  yamux-crate {ys:.0} B  ratio {:.3}",
         ps / ys
+    );
+    println!(
+        "idle session heap + inline: plait {pi:.0} B  yamux-crate {yi:.0} B  ratio {:.3}",
+        pi / yi
     );
     println!(
         "idle stream (per endpoint): plait {pst:.0} B  yamux-crate {yst:.0} B  ratio {:.3}",
         pst / yst
     );
     println!(
-        "size_of: plait Session {} B; yamux Connection {} B",
+        "size_of (included above): plait Session {} B; yamux Connection {} B",
         size_of::<Session>(),
         size_of::<yamux::Connection<End>>()
     );

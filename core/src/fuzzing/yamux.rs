@@ -166,10 +166,8 @@ pub fn yamux_pair_ops(data: &[u8]) {
         for (side, s) in sess.iter_mut().enumerate() {
             while let Some(ev) = s.poll_event() {
                 match ev {
-                    Event::InboundStream(id) => {
-                        if !streams.iter().any(|e| e.0 == id.get()) {
-                            streams.push((id.get(), [0; 2], [0; 2]));
-                        }
+                    Event::InboundStream(id) if !streams.iter().any(|e| e.0 == id.get()) => {
+                        streams.push((id.get(), [0; 2], [0; 2]));
                     }
                     Event::Error(e) if !matches!(e, crate::yamux::Error::PingTimeout) => {
                         panic!("side {side}: protocol error between two correct peers: {e}")
