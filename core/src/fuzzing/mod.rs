@@ -27,4 +27,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("plaintext", noise::plaintext),
     ("dial_scheduler", dial::dial_scheduler),
     ("multiaddr_parse", dial::multiaddr_parse),
+    ("yamux_session_client", yamux::yamux_session_client),
+    ("yamux_session_server", yamux::yamux_session_server),
+    ("yamux_pair_ops", yamux::yamux_pair_ops),
 ];
