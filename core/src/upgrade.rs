@@ -127,9 +127,9 @@ pub enum Error {
     #[error("dialed {expected} but the remote authenticated as {actual}")]
     WrongPeer {
         /// The peer we dialed.
-        expected: PeerId,
+        expected: Box<PeerId>,
         /// The peer that answered.
-        actual: PeerId,
+        actual: Box<PeerId>,
     },
     /// The peer authenticated with our own identity.
     #[error("the remote peer has our own identity")]
@@ -141,8 +141,8 @@ pub enum Error {
 
 /// The handshake of the agreed security protocol.
 enum Handshake {
-    Noise(noise::Handshake),
-    Plaintext(plaintext::Plaintext),
+    Noise(Box<noise::Handshake>),
+    Plaintext(Box<plaintext::Plaintext>),
 }
 
 /// An established secure channel.
@@ -317,15 +317,16 @@ impl Upgrade {
         expected_peer: Option<PeerId>,
     ) -> Result<Handshake, Error> {
         Ok(match (config.security, role) {
-            (Security::Noise, Role::Dialer) => {
-                Handshake::Noise(noise::Handshake::initiator(&config.noise, expected_peer)?)
-            }
+            (Security::Noise, Role::Dialer) => Handshake::Noise(Box::new(
+                noise::Handshake::initiator(&config.noise, expected_peer)?,
+            )),
             (Security::Noise, Role::Listener) => {
-                Handshake::Noise(noise::Handshake::responder(&config.noise)?)
+                Handshake::Noise(Box::new(noise::Handshake::responder(&config.noise)?))
             }
-            (Security::Plaintext, _) => {
-                Handshake::Plaintext(plaintext::Plaintext::new(&config.plaintext, expected_peer))
-            }
+            (Security::Plaintext, _) => Handshake::Plaintext(Box::new(plaintext::Plaintext::new(
+                &config.plaintext,
+                expected_peer,
+            ))),
         })
     }
 
@@ -473,8 +474,8 @@ impl Upgrade {
         if let Some(expected) = self.expected_peer {
             if expected != peer {
                 return Err(Error::WrongPeer {
-                    expected,
-                    actual: peer,
+                    expected: Box::new(expected),
+                    actual: Box::new(peer),
                 });
             }
         }

@@ -3,7 +3,7 @@
 //! ```no_run
 //! # async fn demo() -> Result<(), plait_tokio::Error> {
 //! use plait_tokio::{Host, HostConfig};
-//! let host = Host::new(plait_tokio::Tokio::current(), HostConfig::random());
+//! let host = Host::new(plait_tokio::Tokio::current(), HostConfig::random())?;
 //! let addr = host.listen("/ip4/127.0.0.1/tcp/0".parse().unwrap()).await?;
 //! println!("listening on {addr}/p2p/{}", host.peer_id());
 //! # Ok(()) }
