@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
+use plait_core::dial::peerstore::PERMANENT_ADDR_TTL;
 use plait_core::identity::{Keypair, PeerId};
 use plait_core::multiaddr::{Multiaddr, Protocol as AddrProtocol};
 use plait_core::multistream::Protocol;
@@ -449,7 +450,9 @@ impl<R: Runtime> Host<R> {
             }
             let now = inner.runtime.now();
             if let (_, Some(peer)) = plait_core::multiaddr::split_p2p(&addr) {
-                inner.swarm.add_addresses(peer, [addr.clone()]);
+                inner
+                    .swarm
+                    .add_addresses(now, peer, [addr.clone()], PERMANENT_ADDR_TTL);
             }
             let id = inner.swarm.dial(now, addr)?;
             inner.dials.insert(id, Waiter::default());
@@ -459,9 +462,14 @@ impl<R: Runtime> Host<R> {
         self.wait(|inner| &mut inner.dials, connection, true).await
     }
 
-    /// Remembers addresses of `peer` for [`new_stream`](Self::new_stream).
+    /// Remembers addresses of `peer` for [`new_stream`](Self::new_stream), permanently (go's
+    /// `Peerstore().AddAddrs(.., PermanentAddrTTL)`).
     pub fn add_addresses(&self, peer: PeerId, addrs: impl IntoIterator<Item = Multiaddr>) {
-        self.shared.lock().swarm.add_addresses(peer, addrs);
+        let mut inner = self.shared.lock();
+        let now = inner.runtime.now();
+        inner
+            .swarm
+            .add_addresses(now, peer, addrs, PERMANENT_ADDR_TTL);
     }
 
     /// Opens a stream to `peer` proposing `protocols` in order, dialing a known address when

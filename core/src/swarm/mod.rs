@@ -29,6 +29,10 @@ use bytes::{Bytes, BytesMut};
 use libp2p_identity::{Keypair, PeerId};
 
 use crate::connection::{self, Connection, ConnectionConfig};
+use crate::dial::peerstore::AddressBook;
+use crate::dial::{
+    self, AttemptId, DialError, DialOpts, DialRequestId, DialScheduler, TransportError,
+};
 use crate::multiaddr::{split_p2p, Multiaddr};
 use crate::multistream::{Protocol, ProtocolSet};
 use crate::time::Instant;
@@ -193,9 +197,9 @@ pub enum Error {
     /// We would dial ourselves (go-libp2p's `ErrDialToSelf`).
     #[error("dial to self attempted")]
     DialToSelf,
-    /// No connection to the peer and no address to dial.
-    #[error("no addresses for peer {0}")]
-    NoAddresses(PeerId),
+    /// Dialing the peer failed; the error lists every address and why.
+    #[error(transparent)]
+    Dial(Box<DialError>),
     /// Opening the socket failed.
     #[error("transport: {0}")]
     Transport(String),
@@ -236,17 +240,21 @@ pub struct SwarmConfig {
     pub limits: Limits,
     /// Connection trimming.
     pub conn_manager: ConnManagerConfig,
+    /// How peers are dialed: ranking, limits, timeouts, backoff, black holes.
+    pub dial: dial::Config,
 }
 
 impl SwarmConfig {
     /// Defaults for `keypair`: Noise, yamux, default limits. `seed` seeds handshake
     /// randomness (see [`UpgradeConfig::new`]).
     pub fn new(keypair: Keypair, seed: [u8; 32]) -> Result<Self, crate::upgrade::Error> {
+        let dial = dial::Config::new(keypair.public().to_peer_id());
         Ok(Self {
             upgrade: UpgradeConfig::new(keypair, seed)?,
             yamux: yamux::Config::default(),
             limits: Limits::default(),
             conn_manager: ConnManagerConfig::default(),
+            dial,
         })
     }
 
@@ -268,6 +276,8 @@ struct ConnEntry {
     socket_open: bool,
     /// Stream requests waiting for this connection to be established.
     waiting: Vec<(StreamRequestId, Vec<Protocol>)>,
+    /// The dial scheduler's attempt this connection carries out.
+    attempt: Option<AttemptId>,
     /// Outbound streams opened for requests, until their protocol is confirmed.
     requests: HashMap<StreamId, StreamRequestId>,
     closing: bool,
@@ -283,9 +293,12 @@ pub struct Swarm {
     peers: HashMap<PeerId, Vec<ConnectionId>>,
     listeners: HashMap<ListenerId, Vec<Multiaddr>>,
     protected: std::collections::HashSet<PeerId>,
-    addresses: HashMap<PeerId, Vec<Multiaddr>>,
-    /// Stream requests waiting for a dial to a peer.
-    waiting_for_peer: HashMap<PeerId, Vec<(StreamRequestId, Vec<Protocol>)>>,
+    addresses: AddressBook,
+    dialer: DialScheduler,
+    /// Stream requests waiting for a dial of the scheduler.
+    waiting_for_dial: HashMap<DialRequestId, (StreamRequestId, Vec<Protocol>)>,
+    /// Connections carrying out the scheduler's attempts.
+    attempts: HashMap<AttemptId, ConnectionId>,
     commands: VecDeque<Command>,
     events: VecDeque<Event>,
     next_id: u64,
@@ -312,8 +325,10 @@ impl Swarm {
             peers: HashMap::new(),
             listeners: HashMap::new(),
             protected: Default::default(),
-            addresses: HashMap::new(),
-            waiting_for_peer: HashMap::new(),
+            addresses: AddressBook::new(),
+            dialer: DialScheduler::new(config.dial),
+            waiting_for_dial: HashMap::new(),
+            attempts: HashMap::new(),
             commands: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 1,
@@ -378,6 +393,8 @@ impl Swarm {
             addrs.push(addr.clone());
             self.events
                 .push_back(Event::ListenStarted { listener, addr });
+            let all = self.listen_addrs();
+            self.dialer.set_listen_addrs(all);
         }
     }
 
@@ -440,6 +457,7 @@ impl Swarm {
                 established_at: None,
                 socket_open: true,
                 waiting: Vec::new(),
+                attempt: None,
                 requests: HashMap::new(),
                 closing: false,
             },
@@ -449,17 +467,25 @@ impl Swarm {
 
     // ---- dialing ----
 
-    /// Remembers addresses of `peer` for later dials (a trailing `/p2p` naming another peer
-    /// drops the address).
-    pub fn add_addresses(&mut self, peer: PeerId, addrs: impl IntoIterator<Item = Multiaddr>) {
-        let known = self.addresses.entry(peer).or_default();
-        for addr in addrs {
-            let (addr, named) = split_p2p(&addr);
-            if named.is_some_and(|p| p != peer) || known.contains(&addr) {
-                continue;
-            }
-            known.push(addr);
+    /// Remembers addresses of `peer` for `ttl` (go's peerstore `AddAddrs`); a trailing `/p2p`
+    /// naming another peer drops the address. Use
+    /// [`PERMANENT_ADDR_TTL`](crate::dial::peerstore::PERMANENT_ADDR_TTL) to keep them for good.
+    pub fn add_addresses(
+        &mut self,
+        now: Instant,
+        peer: PeerId,
+        addrs: impl IntoIterator<Item = Multiaddr>,
+        ttl: std::time::Duration,
+    ) {
+        let addrs: Vec<Multiaddr> = addrs.into_iter().collect();
+        for (addr, why) in self.addresses.add_addrs(now, peer, &addrs, ttl) {
+            tracing::debug!(%peer, %addr, ?why, "address not added");
         }
+    }
+
+    /// The known, unexpired addresses of `peer`.
+    pub fn addresses(&self, now: Instant, peer: PeerId) -> Vec<Multiaddr> {
+        self.addresses.addrs(now, &peer)
     }
 
     /// Dials `addr`; a trailing `/p2p/<id>` makes the upgrade check the remote's identity.
@@ -491,6 +517,7 @@ impl Swarm {
                 established_at: None,
                 socket_open: false,
                 waiting: Vec::new(),
+                attempt: None,
                 requests: HashMap::new(),
                 closing: false,
             },
@@ -503,9 +530,17 @@ impl Swarm {
     }
 
     /// Driver: the socket of a dialed connection is open.
-    pub fn handle_connected(&mut self, _now: Instant, connection: ConnectionId) {
+    pub fn handle_connected(&mut self, now: Instant, connection: ConnectionId) {
         if let Some(entry) = self.connections.get_mut(&connection) {
             entry.socket_open = true;
+            if let Some(attempt) = entry.attempt {
+                let _ = self.dialer.handle_attempt_progress(
+                    now,
+                    attempt,
+                    dial::AttemptProgress::TcpConnected,
+                );
+                self.process_dialer(now);
+            }
         }
     }
 
@@ -538,35 +573,70 @@ impl Swarm {
             self.open_on(now, connection, request, protocols);
             return request;
         }
-        // A dial to this peer in flight: join it.
-        if let Some(entry) = self
-            .connections
-            .values_mut()
-            .find(|c| c.expected_peer == Some(peer) && c.peer.is_none() && !c.closing)
-        {
-            entry.waiting.push((request, protocols));
-            return request;
-        }
-        let addrs = self.addresses.get(&peer).cloned().unwrap_or_default();
-        let Some(addr) = addrs.into_iter().next() else {
-            self.events.push_back(Event::StreamOpenFailed {
-                request,
-                error: Error::NoAddresses(peer),
-            });
-            return request;
-        };
-        let addr = addr.with(crate::multiaddr::Protocol::P2p(peer));
-        match self.dial(now, addr) {
-            Ok(connection) => {
-                if let Some(entry) = self.connections.get_mut(&connection) {
-                    entry.waiting.push((request, protocols));
+        // Dial through the scheduler: one worker per peer, later requests join it.
+        let addrs = self.addresses.addrs(now, &peer);
+        let dial = self.dialer.dial(now, peer, addrs, DialOpts::default());
+        self.waiting_for_dial.insert(dial, (request, protocols));
+        self.process_dialer(now);
+        request
+    }
+
+    /// Carries out the dial scheduler's decisions.
+    fn process_dialer(&mut self, now: Instant) {
+        while let Some(event) = self.dialer.poll_event() {
+            match event {
+                dial::Event::Connect {
+                    attempt,
+                    peer,
+                    addr,
+                } => {
+                    let addr = addr.with(crate::multiaddr::Protocol::P2p(peer));
+                    match self.dial(now, addr) {
+                        Ok(connection) => {
+                            if let Some(entry) = self.connections.get_mut(&connection) {
+                                entry.attempt = Some(attempt);
+                            }
+                            self.attempts.insert(attempt, connection);
+                        }
+                        Err(e) => {
+                            let cause = TransportError::Other(e.to_string());
+                            let _ = self.dialer.handle_attempt_failed(now, attempt, cause);
+                        }
+                    }
+                }
+                dial::Event::Abort { attempt, .. } => {
+                    if let Some(connection) = self.attempts.remove(&attempt) {
+                        if let Some(entry) = self.connections.get_mut(&connection) {
+                            entry.attempt = None;
+                        }
+                        self.close_connection(now, connection);
+                    }
+                }
+                dial::Event::DialSucceeded { request, peer, .. } => {
+                    let Some((stream_request, protocols)) = self.waiting_for_dial.remove(&request)
+                    else {
+                        continue;
+                    };
+                    match self.best_connection(peer) {
+                        Some(connection) => {
+                            self.open_on(now, connection, stream_request, protocols)
+                        }
+                        None => self.events.push_back(Event::StreamOpenFailed {
+                            request: stream_request,
+                            error: Error::Closed,
+                        }),
+                    }
+                }
+                dial::Event::DialFailed { request, error, .. } => {
+                    if let Some((stream_request, _)) = self.waiting_for_dial.remove(&request) {
+                        self.events.push_back(Event::StreamOpenFailed {
+                            request: stream_request,
+                            error: Error::Dial(Box::new(error)),
+                        });
+                    }
                 }
             }
-            Err(error) => self
-                .events
-                .push_back(Event::StreamOpenFailed { request, error }),
         }
-        request
     }
 
     fn open_on(
@@ -733,6 +803,11 @@ impl Swarm {
             }
             self.process_connection(now, id);
         }
+        if self.dialer.poll_timeout().is_some_and(|t| t <= now) {
+            self.dialer.handle_timeout(now);
+            self.process_dialer(now);
+        }
+        self.addresses.remove_expired(now);
         self.trim_connections(now);
     }
 
@@ -748,7 +823,7 @@ impl Swarm {
             .filter_map(|c| c.established_at)
             .map(|t| t + self.conn_manager.grace_period)
             .filter(|_| self.num_established() > self.conn_manager.high_water);
-        conns.chain(grace).min()
+        conns.chain(grace).chain(self.dialer.poll_timeout()).min()
     }
 
     /// The next command for the driver.
@@ -821,11 +896,19 @@ impl Swarm {
                         connection,
                         endpoint,
                     });
-                    let mut waiting_peer = self.waiting_for_peer.remove(&peer).unwrap_or_default();
-                    waiting_peer.extend(waiting);
-                    for (request, protocols) in waiting_peer {
+                    let attempt = entry.attempt.take();
+                    for (request, protocols) in waiting {
                         self.open_on(now, connection, request, protocols);
                     }
+                    match attempt {
+                        Some(attempt) => {
+                            self.attempts.remove(&attempt);
+                            // A late success (attempt already aborted) keeps the connection.
+                            let _ = self.dialer.handle_attempt_succeeded(now, attempt);
+                        }
+                        None => self.dialer.handle_peer_connected(now, peer, true),
+                    }
+                    self.process_dialer(now);
                     self.trim_connections(now);
                 }
                 connection::Event::InboundStream { id, protocol } => {
@@ -892,10 +975,20 @@ impl Swarm {
     }
 
     /// Removes every piece of state of a connection and reports its end.
-    fn remove_connection(&mut self, _now: Instant, connection: ConnectionId, error: Option<Error>) {
+    fn remove_connection(&mut self, now: Instant, connection: ConnectionId, error: Option<Error>) {
         let Some(entry) = self.connections.remove(&connection) else {
             return;
         };
+        if let Some(attempt) = entry.attempt {
+            self.attempts.remove(&attempt);
+            let cause = match &error {
+                Some(Error::Transport(e)) => TransportError::Other(e.clone()),
+                Some(Error::Connection(e)) => TransportError::Upgrade(e.clone()),
+                Some(other) => TransportError::Other(other.to_string()),
+                None => TransportError::Other("connection closed during upgrade".into()),
+            };
+            let _ = self.dialer.handle_attempt_failed(now, attempt, cause);
+        }
         if !entry.closing && entry.socket_open {
             self.commands.push_back(Command::Close { connection });
         }
@@ -930,6 +1023,7 @@ impl Swarm {
                 error: error.unwrap_or(Error::Closed),
             }),
         }
+        self.process_dialer(now);
     }
 
     /// go-libp2p's connection manager: above the high watermark, close connections down to
