@@ -79,6 +79,17 @@ pub enum HostEvent {
         /// The connection.
         connection: ConnectionId,
     },
+    /// A peer told us about itself through identify.
+    Identified {
+        /// The peer.
+        peer: PeerId,
+        /// Its agent version.
+        agent_version: Option<String>,
+        /// The protocols it serves.
+        protocols: Vec<String>,
+        /// The addresses it listens on.
+        listen_addrs: Vec<Multiaddr>,
+    },
     /// A connection failed before it was established.
     ConnectionFailed {
         /// The connection.
@@ -134,6 +145,7 @@ pub(crate) struct Inner<R: Runtime> {
     streams: HashMap<StreamRequestId, Waiter<Result<Stream<R>, Error>>>,
     dials: HashMap<ConnectionId, Waiter<Result<PeerId, Error>>>,
     listens: HashMap<ListenerId, Waiter<Result<Multiaddr, Error>>>,
+    pings: HashMap<PeerId, Waiter<Result<Duration, Error>>>,
     events: VecDeque<HostEvent>,
     event_waker: Option<Waker>,
     pub(crate) shut_down: bool,
@@ -256,6 +268,19 @@ impl<R: Runtime> Inner<R> {
                     .entry(request)
                     .or_default()
                     .complete(Err(error.into()));
+            }
+            Event::PingResult { peer, result } => {
+                if let Some(w) = self.pings.get_mut(&peer) {
+                    w.complete(result.map_err(Error::Ping));
+                }
+            }
+            Event::Identified { peer, info } => {
+                self.push_event(HostEvent::Identified {
+                    peer,
+                    agent_version: info.agent_version.clone(),
+                    protocols: info.protocols.clone(),
+                    listen_addrs: info.listen_addrs.clone(),
+                });
             }
             Event::Readable(s) => {
                 if let Some(w) = self.read_wakers.remove(&s) {
@@ -396,6 +421,7 @@ impl<R: Runtime> Host<R> {
                 streams: HashMap::new(),
                 dials: HashMap::new(),
                 listens: HashMap::new(),
+                pings: HashMap::new(),
                 events: VecDeque::new(),
                 event_waker: None,
                 shut_down: false,
@@ -495,6 +521,29 @@ impl<R: Runtime> Host<R> {
             id
         };
         self.wait(|inner| &mut inner.streams, request, true).await
+    }
+
+    /// Pings `peer` over `/ipfs/ping/1.0.0` (dialing if needed); returns the round-trip time.
+    /// Concurrent pings of one peer share one answer.
+    pub async fn ping(&self, peer: PeerId) -> Result<Duration, Error> {
+        {
+            let mut inner = self.shared.lock();
+            if inner.shut_down {
+                return Err(Error::Closed);
+            }
+            if !inner.pings.contains_key(&peer) {
+                let now = inner.runtime.now();
+                inner.pings.insert(peer, Waiter::default());
+                inner.swarm.ping(now, peer);
+                inner.pump(&self.shared);
+            }
+        }
+        self.wait(|inner| &mut inner.pings, peer, true).await
+    }
+
+    /// What `peer` told us through identify, while we are connected to it.
+    pub fn peer_info(&self, peer: PeerId) -> Option<plait_core::identify::Info> {
+        self.shared.lock().swarm.peer_info(peer).cloned()
     }
 
     /// Serves inbound streams that negotiate `protocol` with `handler` (which typically

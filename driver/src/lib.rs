@@ -83,6 +83,9 @@ pub enum Error {
     /// Listening failed.
     #[error("listen failed: {0}")]
     Listen(String),
+    /// A ping failed.
+    #[error("ping failed: {0}")]
+    Ping(String),
     /// The host configuration is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -21,6 +21,7 @@
 //! bytes ([`Swarm::connections_with_output`]).
 
 mod limits;
+mod services;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -40,6 +41,9 @@ use crate::upgrade::{Role, Security, UpgradeConfig};
 use crate::yamux::{self, StreamId};
 
 pub use limits::{ConnManagerConfig, Limits};
+pub use services::{AGENT_VERSION, PROTOCOL_VERSION};
+
+use services::{Outcome, Service};
 
 /// Identifies a connection of a swarm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -185,6 +189,27 @@ pub enum Event {
     Writable(StreamRef),
     /// The remote reset a stream.
     StreamReset(StreamRef),
+    /// The answer to [`Swarm::ping`].
+    PingResult {
+        /// The pinged peer.
+        peer: PeerId,
+        /// The round-trip time, or why the ping failed.
+        result: Result<std::time::Duration, String>,
+    },
+    /// The remote answered our identify query (sent on every new connection).
+    Identified {
+        /// The peer.
+        peer: PeerId,
+        /// What it told us.
+        info: Box<crate::identify::Info>,
+    },
+    /// Reading the remote's identify answer failed.
+    IdentifyFailed {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        error: String,
+    },
 }
 
 /// Why a swarm operation failed.
@@ -283,6 +308,13 @@ struct ConnEntry {
     closing: bool,
 }
 
+/// A stream the swarm opens for itself.
+#[derive(Debug, Clone, Copy)]
+enum Internal {
+    Ping,
+    Identify,
+}
+
 /// The swarm: see the [module documentation](self) for the I/O contract.
 pub struct Swarm {
     local_peer: PeerId,
@@ -299,6 +331,14 @@ pub struct Swarm {
     waiting_for_dial: HashMap<DialRequestId, (StreamRequestId, Vec<Protocol>)>,
     /// Connections carrying out the scheduler's attempts.
     attempts: HashMap<AttemptId, ConnectionId>,
+    /// Built-in protocols (ping, identify) running on streams.
+    services: HashMap<StreamRef, Service>,
+    /// Stream requests the swarm made for its own services.
+    internal: HashMap<StreamRequestId, (PeerId, Internal)>,
+    /// What each connected peer told us through identify.
+    peer_info: HashMap<PeerId, Box<crate::identify::Info>>,
+    /// The latest instant seen, for work done while handing out events.
+    last_now: Option<Instant>,
     commands: VecDeque<Command>,
     events: VecDeque<Event>,
     next_id: u64,
@@ -317,7 +357,10 @@ impl Swarm {
             config: Arc::new(ConnectionConfig {
                 upgrade: config.upgrade,
                 yamux,
-                protocols: Arc::new(ProtocolSet::new()),
+                protocols: Arc::new(ProtocolSet::from_protocols([
+                    Protocol::from_static(crate::ping::PROTOCOL),
+                    Protocol::from_static(crate::identify::PROTOCOL),
+                ])),
             }),
             limits: config.limits,
             conn_manager: config.conn_manager,
@@ -329,6 +372,10 @@ impl Swarm {
             dialer: DialScheduler::new(config.dial),
             waiting_for_dial: HashMap::new(),
             attempts: HashMap::new(),
+            services: HashMap::new(),
+            internal: HashMap::new(),
+            peer_info: HashMap::new(),
+            last_now: None,
             commands: VecDeque::new(),
             events: VecDeque::new(),
             next_id: 1,
@@ -583,6 +630,7 @@ impl Swarm {
 
     /// Carries out the dial scheduler's decisions.
     fn process_dialer(&mut self, now: Instant) {
+        self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
         while let Some(event) = self.dialer.poll_event() {
             match event {
                 dial::Event::Connect {
@@ -807,6 +855,15 @@ impl Swarm {
             self.dialer.handle_timeout(now);
             self.process_dialer(now);
         }
+        let due: Vec<StreamRef> = self
+            .services
+            .iter()
+            .filter(|(_, s)| s.poll_timeout().is_some_and(|t| t <= now))
+            .map(|(id, _)| *id)
+            .collect();
+        for stream in due {
+            self.drive_service(now, stream);
+        }
         self.addresses.remove_expired(now);
         self.trim_connections(now);
     }
@@ -823,7 +880,12 @@ impl Swarm {
             .filter_map(|c| c.established_at)
             .map(|t| t + self.conn_manager.grace_period)
             .filter(|_| self.num_established() > self.conn_manager.high_water);
-        conns.chain(grace).chain(self.dialer.poll_timeout()).min()
+        let services = self.services.values().filter_map(Service::poll_timeout);
+        conns
+            .chain(grace)
+            .chain(self.dialer.poll_timeout())
+            .chain(services)
+            .min()
     }
 
     /// The next command for the driver.
@@ -831,9 +893,214 @@ impl Swarm {
         self.commands.pop_front()
     }
 
-    /// The next event.
+    /// The next event. Events of the built-in services (ping, identify streams) are handled
+    /// here and never reach the caller.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        while let Some(event) = self.events.pop_front() {
+            if let Some(event) = self.intercept(event) {
+                return Some(event);
+            }
+        }
+        None
+    }
+
+    /// Pings `peer` once on a new `/ipfs/ping/1.0.0` stream (dialing if needed); answered by
+    /// [`Event::PingResult`].
+    pub fn ping(&mut self, now: Instant, peer: PeerId) {
+        let request = self.open_stream(
+            now,
+            peer,
+            vec![Protocol::from_static(crate::ping::PROTOCOL)],
+        );
+        self.internal.insert(request, (peer, Internal::Ping));
+    }
+
+    /// What `peer` told us through identify, while connected.
+    pub fn peer_info(&self, peer: PeerId) -> Option<&crate::identify::Info> {
+        self.peer_info.get(&peer).map(|b| &**b)
+    }
+
+    /// Handles events that belong to the built-in services; returns the others.
+    fn intercept(&mut self, event: Event) -> Option<Event> {
+        let Some(now) = self.last_now else {
+            return Some(event);
+        };
+        match event {
+            Event::InboundStream {
+                stream, protocol, ..
+            } if protocol.as_str() == crate::ping::PROTOCOL => {
+                self.services.insert(stream, Service::ping_responder(now));
+                self.drive_service(now, stream);
+                None
+            }
+            Event::InboundStream {
+                stream, protocol, ..
+            } if protocol.as_str() == crate::identify::PROTOCOL => {
+                self.answer_identify(stream);
+                None
+            }
+            Event::StreamOpened {
+                request, stream, ..
+            } if self.internal.contains_key(&request) => {
+                let (peer, kind) = self.internal.remove(&request)?;
+                let service = match kind {
+                    Internal::Ping => Service::ping(now, self.next_id()),
+                    Internal::Identify => Service::identify(now, peer),
+                };
+                self.services.insert(stream, service);
+                self.drive_service(now, stream);
+                None
+            }
+            Event::StreamOpenFailed { request, error } if self.internal.contains_key(&request) => {
+                let (peer, kind) = self.internal.remove(&request)?;
+                match kind {
+                    Internal::Ping => Some(Event::PingResult {
+                        peer,
+                        result: Err(error.to_string()),
+                    }),
+                    Internal::Identify => Some(Event::IdentifyFailed {
+                        peer,
+                        error: error.to_string(),
+                    }),
+                }
+            }
+            Event::Readable(stream) | Event::Writable(stream)
+                if self.services.contains_key(&stream) =>
+            {
+                self.drive_service(now, stream);
+                None
+            }
+            Event::StreamReset(stream) if self.services.contains_key(&stream) => {
+                let service = self.services.remove(&stream)?;
+                let peer = self.connection_peer(stream.connection)?;
+                match service {
+                    Service::Ping(_) => Some(Event::PingResult {
+                        peer,
+                        result: Err("stream reset".into()),
+                    }),
+                    Service::Identify { .. } => Some(Event::IdentifyFailed {
+                        peer,
+                        error: "stream reset".into(),
+                    }),
+                    Service::PingResponder(_) => None,
+                }
+            }
+            Event::Connected {
+                peer,
+                connection,
+                endpoint,
+            } => {
+                if self.connections.contains_key(&connection) {
+                    let request = StreamRequestId(self.next_id());
+                    self.internal.insert(request, (peer, Internal::Identify));
+                    let protocols = vec![Protocol::from_static(crate::identify::PROTOCOL)];
+                    self.open_on(now, connection, request, protocols);
+                }
+                Some(Event::Connected {
+                    peer,
+                    connection,
+                    endpoint,
+                })
+            }
+            Event::Disconnected {
+                peer,
+                connection,
+                error,
+            } => {
+                self.services.retain(|s, _| s.connection != connection);
+                if !self.peers.contains_key(&peer) {
+                    self.peer_info.remove(&peer);
+                }
+                Some(Event::Disconnected {
+                    peer,
+                    connection,
+                    error,
+                })
+            }
+            other => Some(other),
+        }
+    }
+
+    /// Writes our identify message on an inbound `/ipfs/id/1.0.0` stream and finishes it.
+    fn answer_identify(&mut self, stream: StreamRef) {
+        let listen_addrs = self.listen_addrs();
+        let protocols = self
+            .config
+            .protocols
+            .protocols()
+            .iter()
+            .map(|p| p.to_string())
+            .collect();
+        let public_key = self.config.upgrade.keypair.public();
+        let Some(entry) = self.connections.get_mut(&stream.connection) else {
+            return;
+        };
+        let observed = match &entry.endpoint {
+            Endpoint::Dialer { addr } => addr.clone(),
+            Endpoint::Listener { remote, .. } => remote.clone(),
+        };
+        let info = services::local_info(public_key, listen_addrs, protocols, Some(observed));
+        let mut out = BytesMut::new();
+        if crate::identify::encode(&info, &mut out).is_ok() {
+            let _ = entry.conn.write(stream.stream, &out);
+        }
+        let _ = entry.conn.finish(stream.stream);
+    }
+
+    /// Moves a built-in service forward with what its stream has received.
+    fn drive_service(&mut self, now: Instant, stream: StreamRef) {
+        let Some(entry) = self.connections.get_mut(&stream.connection) else {
+            self.services.remove(&stream);
+            return;
+        };
+        let Some(service) = self.services.get_mut(&stream) else {
+            return;
+        };
+        let mut input = BytesMut::new();
+        let mut eof = false;
+        loop {
+            match entry.conn.read(stream.stream, 64 * 1024) {
+                Ok(Some(chunk)) if chunk.is_empty() => break,
+                Ok(Some(chunk)) => input.extend_from_slice(&chunk),
+                Ok(None) | Err(_) => {
+                    eof = true;
+                    break;
+                }
+            }
+            if input.len() > crate::identify::MAX_MESSAGE_SIZE * crate::identify::MAX_MESSAGES {
+                break;
+            }
+        }
+        let step = service.drive(now, &mut input, eof);
+        if !step.output.is_empty() {
+            let _ = entry.conn.write(stream.stream, &step.output);
+        }
+        let Some(outcome) = step.outcome else {
+            return;
+        };
+        self.services.remove(&stream);
+        let _ = entry.conn.finish(stream.stream);
+        let Some(peer) = entry.peer else {
+            return;
+        };
+        match outcome {
+            Outcome::Done => {}
+            Outcome::Ping(result) => self.events.push_back(Event::PingResult { peer, result }),
+            Outcome::Identify(Ok(info)) => {
+                let addrs = info.listen_addrs.clone();
+                self.add_addresses(
+                    now,
+                    peer,
+                    addrs,
+                    dial::peerstore::RECENTLY_CONNECTED_ADDR_TTL,
+                );
+                self.peer_info.insert(peer, info.clone());
+                self.events.push_back(Event::Identified { peer, info });
+            }
+            Outcome::Identify(Err(error)) => {
+                self.events.push_back(Event::IdentifyFailed { peer, error })
+            }
+        }
     }
 
     /// The peer of an established connection.
@@ -866,6 +1133,7 @@ impl Swarm {
 
     /// Forwards a connection's events and reacts to its state changes.
     fn process_connection(&mut self, now: Instant, connection: ConnectionId) {
+        self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
         loop {
             let Some(entry) = self.connections.get_mut(&connection) else {
                 return;

@@ -1,0 +1,152 @@
+//! Protocols every host serves by default: `/ipfs/ping/1.0.0` and `/ipfs/id/1.0.0`.
+//!
+//! They run inside the swarm on ordinary streams, driven by the core's [`ping`] and
+//! [`identify`] machines, so every runtime and custom event loop gets them for free.
+
+use std::time::Duration;
+
+use bytes::BytesMut;
+use libp2p_identity::PeerId;
+
+use crate::identify::{self, Info, Kind};
+use crate::multiaddr::Multiaddr;
+use crate::ping;
+use crate::time::Instant;
+
+/// The agent version we announce in identify.
+pub const AGENT_VERSION: &str = concat!("plait/", env!("CARGO_PKG_VERSION"));
+/// The protocol family version we announce in identify.
+pub const PROTOCOL_VERSION: &str = "ipfs/0.1.0";
+
+/// The longest a stream of a built-in service may live: a peer cannot park state with us.
+const SERVICE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A built-in protocol running on one stream.
+pub(super) enum Service {
+    /// We answer pings.
+    PingResponder(ping::Responder),
+    /// We ping the remote once.
+    Ping(ping::Pinger),
+    /// We read the remote's identify message.
+    Identify {
+        decoder: identify::Decoder,
+        deadline: Instant,
+    },
+}
+
+/// What a service has to report when it ends.
+pub(super) enum Outcome {
+    /// Nothing (responders).
+    Done,
+    /// A ping's round-trip time, or why it failed.
+    Ping(Result<Duration, String>),
+    /// The remote's identify information, or why reading it failed.
+    Identify(Result<Box<Info>, String>),
+}
+
+/// What one drive of a service produced.
+pub(super) struct Step {
+    /// Bytes to write on the stream.
+    pub(super) output: BytesMut,
+    /// The service ended (the stream should be finished and forgotten).
+    pub(super) outcome: Option<Outcome>,
+}
+
+impl Service {
+    /// A ping responder for an inbound stream.
+    pub(super) fn ping_responder(now: Instant) -> Self {
+        Self::PingResponder(ping::Responder::new(now, ping::ResponderConfig::default()))
+    }
+
+    /// A single outbound ping.
+    pub(super) fn ping(now: Instant, seed: u64) -> Self {
+        Self::Ping(ping::Pinger::new(now, ping::Config::default(), seed))
+    }
+
+    /// An outbound identify query expecting `remote`'s key.
+    pub(super) fn identify(now: Instant, remote: PeerId) -> Self {
+        Self::Identify {
+            decoder: identify::Decoder::new(Kind::Query, Some(remote)),
+            deadline: now + SERVICE_TIMEOUT,
+        }
+    }
+
+    /// Feeds what was read (`eof`: the remote finished), returns what to write and whether the
+    /// service ended.
+    pub(super) fn drive(&mut self, now: Instant, input: &mut BytesMut, eof: bool) -> Step {
+        let mut output = BytesMut::new();
+        let outcome = match self {
+            Self::PingResponder(responder) => {
+                let result = responder.handle_input(now, input);
+                if eof {
+                    responder.handle_eof();
+                }
+                responder.handle_timeout(now);
+                responder.poll_transmit(now, &mut output);
+                (result.is_err() || eof || responder.is_closed()).then_some(Outcome::Done)
+            }
+            Self::Ping(pinger) => {
+                let mut result = pinger.handle_input(now, input).map_err(|e| e.to_string());
+                if eof && result.is_ok() {
+                    result = pinger.handle_eof().map_err(|e| e.to_string());
+                }
+                pinger.handle_timeout(now);
+                match (result, pinger.poll_event()) {
+                    (Err(e), _) => Some(Outcome::Ping(Err(e))),
+                    (_, Some(ping::Event::Pong { rtt })) => Some(Outcome::Ping(Ok(rtt))),
+                    (_, Some(ping::Event::Timeout)) => Some(Outcome::Ping(Err("timeout".into()))),
+                    (Ok(()), _) => {
+                        pinger.poll_transmit(now, &mut output);
+                        None
+                    }
+                }
+            }
+            Self::Identify { decoder, deadline } => {
+                if let Err(e) = decoder.handle_input(input) {
+                    Some(Outcome::Identify(Err(e.to_string())))
+                } else if eof {
+                    let decoder =
+                        std::mem::replace(decoder, identify::Decoder::new(Kind::Query, None));
+                    Some(Outcome::Identify(
+                        decoder
+                            .finish(input)
+                            .map(Box::new)
+                            .map_err(|e| e.to_string()),
+                    ))
+                } else if now >= *deadline {
+                    Some(Outcome::Identify(Err("timeout".into())))
+                } else {
+                    None
+                }
+            }
+        };
+        Step { output, outcome }
+    }
+
+    /// When the service needs [`drive`](Self::drive) called even without input.
+    pub(super) fn poll_timeout(&self) -> Option<Instant> {
+        match self {
+            Self::PingResponder(r) => r.poll_timeout(),
+            Self::Ping(p) => p.poll_timeout(),
+            Self::Identify { deadline, .. } => Some(*deadline),
+        }
+    }
+}
+
+/// Our identify message for a connection whose remote address is `observed`.
+pub(super) fn local_info(
+    public_key: libp2p_identity::PublicKey,
+    listen_addrs: Vec<Multiaddr>,
+    protocols: Vec<String>,
+    observed: Option<Multiaddr>,
+) -> Info {
+    Info {
+        public_key: Some(public_key),
+        protocol_version: Some(PROTOCOL_VERSION.to_string()),
+        agent_version: Some(AGENT_VERSION.to_string()),
+        listen_addrs,
+        protocols,
+        observed_addr: observed,
+        signed_peer_record: None,
+    }
+}
