@@ -6,6 +6,9 @@
 //!
 //! `cargo bench -p plait-core --bench yamux`
 
+// A benchmark is a driver: it measures wall-clock time.
+#![allow(clippy::disallowed_methods)]
+
 use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::pin::Pin;
