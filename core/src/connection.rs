@@ -1,7 +1,7 @@
 //! One connection, from its first raw byte to negotiated streams.
 //!
-//! A [`Connection`] runs the [`Upgrade`](crate::upgrade::Upgrade), then a yamux
-//! [`Session`](crate::yamux::Session) inside the secure channel, and multistream-select on
+//! A [`Connection`] runs the [`Upgrade`], then a yamux
+//! [`Session`] inside the secure channel, and multistream-select on
 //! every stream: outbound streams propose their protocols (lazily when there is one, so the
 //! first data rides with the proposal), inbound streams are matched against the host's
 //! [`ProtocolSet`] and surface as [`Event::InboundStream`] only once a protocol is agreed.

@@ -253,7 +253,7 @@ pub struct Remote {
 pub enum UpgradeStatus {
     /// Still upgrading.
     InProgress,
-    /// The muxer is agreed: take the channel with [`Upgrade::into_parts`].
+    /// The muxer is agreed: the connection can run its muxer.
     Done,
 }
 
