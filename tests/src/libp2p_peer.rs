@@ -37,7 +37,7 @@
 use std::{
     collections::{HashMap, VecDeque},
     convert::Infallible,
-    future::{Ready, ready},
+    future::{ready, Ready},
     sync::Arc,
     task::{Context, Poll},
     time::{Duration, Instant},
@@ -45,23 +45,24 @@ use std::{
 
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::{
-    Multiaddr, PeerId, Stream, StreamProtocol, SwarmBuilder,
-    core::{Endpoint, UpgradeInfo, transport::PortUse, upgrade},
+    core::{transport::PortUse, upgrade, Endpoint, UpgradeInfo},
     identify,
     identity::Keypair,
     multiaddr::Protocol,
     noise, ping, plaintext,
     swarm::{
-        ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm,
-        NetworkBehaviour, NotifyHandler, StreamUpgradeError, SubstreamProtocol, Swarm, SwarmEvent, THandler,
-        THandlerInEvent, THandlerOutEvent, ToSwarm,
         dial_opts::{DialOpts, PeerCondition},
-        handler::{ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound},
+        handler::{
+            ConnectionEvent, DialUpgradeError, FullyNegotiatedInbound, FullyNegotiatedOutbound,
+        },
+        ConnectionDenied, ConnectionHandler, ConnectionHandlerEvent, ConnectionId, FromSwarm,
+        NetworkBehaviour, NotifyHandler, StreamUpgradeError, SubstreamProtocol, Swarm, SwarmEvent,
+        THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
     },
-    tcp, yamux,
+    tcp, yamux, Multiaddr, PeerId, Stream, StreamProtocol, SwarmBuilder,
 };
 use tokio::{
-    sync::{Mutex, broadcast, mpsc, oneshot},
+    sync::{broadcast, mpsc, oneshot, Mutex},
     task::JoinHandle,
 };
 
@@ -227,11 +228,27 @@ impl std::fmt::Debug for Libp2pPeer {
 type Reply<T> = oneshot::Sender<Result<T, String>>;
 
 enum Command {
-    Dial { addr: Multiaddr, reuse: bool, reply: Reply<PeerId> },
-    Open { peer: PeerId, protocols: Vec<StreamProtocol>, reply: Reply<(Stream, StreamProtocol)> },
-    Identify { peer: PeerId, reply: Reply<identify::Info> },
-    ConnectedPeers { reply: oneshot::Sender<Vec<PeerId>> },
-    Disconnect { peer: PeerId, reply: oneshot::Sender<bool> },
+    Dial {
+        addr: Multiaddr,
+        reuse: bool,
+        reply: Reply<PeerId>,
+    },
+    Open {
+        peer: PeerId,
+        protocols: Vec<StreamProtocol>,
+        reply: Reply<(Stream, StreamProtocol)>,
+    },
+    Identify {
+        peer: PeerId,
+        reply: Reply<identify::Info>,
+    },
+    ConnectedPeers {
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    Disconnect {
+        peer: PeerId,
+        reply: oneshot::Sender<bool>,
+    },
     Shutdown,
 }
 
@@ -314,7 +331,9 @@ impl Libp2pPeer {
 
     /// `/ip4/127.0.0.1/tcp/PORT/p2p/PEERID`. Panics if the peer was configured not to listen.
     pub fn listen_addr(&self) -> Multiaddr {
-        self.listen_addr.clone().expect("this libp2p peer does not listen")
+        self.listen_addr
+            .clone()
+            .expect("this libp2p peer does not listen")
     }
 
     /// The TCP port we listen on. Panics if the peer does not listen.
@@ -336,19 +355,33 @@ impl Libp2pPeer {
     /// Opens a **new** connection to `addr` (even if one to that peer exists) and waits until it
     /// is established. If `addr` ends in `/p2p/ID` the remote must authenticate as `ID`.
     pub async fn dial(&self, addr: Multiaddr) -> Result<PeerId, String> {
-        self.request(|reply| Command::Dial { addr, reuse: false, reply }).await
+        self.request(|reply| Command::Dial {
+            addr,
+            reuse: false,
+            reply,
+        })
+        .await
     }
 
     /// Like [`Self::dial`], but if `addr` ends in `/p2p/ID` and we are already connected to `ID`,
     /// returns at once.
     pub async fn connect(&self, addr: Multiaddr) -> Result<PeerId, String> {
-        self.request(|reply| Command::Dial { addr, reuse: true, reply }).await
+        self.request(|reply| Command::Dial {
+            addr,
+            reuse: true,
+            reply,
+        })
+        .await
     }
 
     /// Peers we have at least one connection to.
     pub async fn connected_peers(&self) -> Vec<PeerId> {
         let (reply, rx) = oneshot::channel();
-        if self.commands.send(Command::ConnectedPeers { reply }).is_err() {
+        if self
+            .commands
+            .send(Command::ConnectedPeers { reply })
+            .is_err()
+        {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
@@ -362,7 +395,11 @@ impl Libp2pPeer {
     /// Closes all connections to `peer`; false if there were none.
     pub async fn disconnect(&self, peer: PeerId) -> bool {
         let (reply, rx) = oneshot::channel();
-        if self.commands.send(Command::Disconnect { peer, reply }).is_err() {
+        if self
+            .commands
+            .send(Command::Disconnect { peer, reply })
+            .is_err()
+        {
             return false;
         }
         rx.await.unwrap_or(false)
@@ -370,7 +407,9 @@ impl Libp2pPeer {
 
     /// Opens a stream to a connected `peer` and negotiates `protocol` (multistream-select).
     pub async fn open_stream(&self, peer: PeerId, protocol: &str) -> Result<Stream, String> {
-        self.open_stream_any(peer, &[protocol]).await.map(|(s, _)| s)
+        self.open_stream_any(peer, &[protocol])
+            .await
+            .map(|(s, _)| s)
     }
 
     /// Opens a stream proposing `protocols` in order; returns the stream and the protocol the
@@ -388,8 +427,13 @@ impl Libp2pPeer {
                     .map_err(|e| format!("invalid protocol id {p:?}: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let (stream, protocol) =
-            self.request(|reply| Command::Open { peer, protocols, reply }).await?;
+        let (stream, protocol) = self
+            .request(|reply| Command::Open {
+                peer,
+                protocols,
+                reply,
+            })
+            .await?;
         Ok((stream, protocol.to_string()))
     }
 
@@ -440,11 +484,20 @@ impl Libp2pPeer {
     pub async fn ping(&self, peer: PeerId) -> Result<Duration, String> {
         let mut stream = self.open_stream(peer, PING_PROTOCOL).await?;
         let payload = pseudo_random_32();
-        stream.write_all(&payload).await.map_err(|e| format!("ping write: {e}"))?;
-        stream.flush().await.map_err(|e| format!("ping flush: {e}"))?;
+        stream
+            .write_all(&payload)
+            .await
+            .map_err(|e| format!("ping write: {e}"))?;
+        stream
+            .flush()
+            .await
+            .map_err(|e| format!("ping flush: {e}"))?;
         let start = Instant::now();
         let mut back = [0u8; 32];
-        stream.read_exact(&mut back).await.map_err(|e| format!("ping read: {e}"))?;
+        stream
+            .read_exact(&mut back)
+            .await
+            .map_err(|e| format!("ping read: {e}"))?;
         let rtt = start.elapsed();
         let _ = stream.close().await;
         if back != payload {
@@ -455,7 +508,8 @@ impl Libp2pPeer {
 
     /// What identify learned about `peer` (waits up to 10 s for the first identify exchange).
     pub async fn identify_info(&self, peer: PeerId) -> Result<identify::Info, String> {
-        self.request(|reply| Command::Identify { peer, reply }).await
+        self.request(|reply| Command::Identify { peer, reply })
+            .await
     }
 
     /// Next inbound stream for one of [`PeerConfig::extra_protocols`] (`None` once the peer is
@@ -505,7 +559,8 @@ impl Libp2pPeer {
         self.commands
             .send(make(reply))
             .map_err(|_| "libp2p peer is shut down".to_owned())?;
-        rx.await.map_err(|_| "libp2p peer dropped the request".to_owned())?
+        rx.await
+            .map_err(|_| "libp2p peer dropped the request".to_owned())?
     }
 }
 
@@ -523,12 +578,18 @@ impl Drop for Libp2pPeer {
 async fn write_and_read_to_end(stream: Stream, payload: &[u8]) -> Result<Vec<u8>, String> {
     let (mut reader, mut writer) = stream.split();
     let write = async {
-        writer.write_all(payload).await.map_err(|e| format!("write: {e}"))?;
+        writer
+            .write_all(payload)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
         writer.close().await.map_err(|e| format!("close: {e}"))
     };
     let read = async {
         let mut out = Vec::new();
-        reader.read_to_end(&mut out).await.map_err(|e| format!("read: {e}"))?;
+        reader
+            .read_to_end(&mut out)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
         Ok::<_, String>(out)
     };
     let ((), out) = futures::future::try_join(write, read).await?;
@@ -561,8 +622,14 @@ fn build_swarm(cfg: &PeerConfig, keypair: Keypair, streams: StreamBehaviour) -> 
     let idle = cfg.idle_timeout;
     let lazy = cfg.lazy_stream_negotiation;
     let swarm_cfg = move |c: libp2p::swarm::Config| {
-        let c = c.with_idle_connection_timeout(idle).with_max_negotiating_inbound_streams(1024);
-        if lazy { c.with_substream_upgrade_protocol_override(upgrade::Version::V1Lazy) } else { c }
+        let c = c
+            .with_idle_connection_timeout(idle)
+            .with_max_negotiating_inbound_streams(1024);
+        if lazy {
+            c.with_substream_upgrade_protocol_override(upgrade::Version::V1Lazy)
+        } else {
+            c
+        }
     };
     let builder = SwarmBuilder::with_existing_identity(keypair).with_tokio();
     if cfg.insecure {
@@ -579,7 +646,11 @@ fn build_swarm(cfg: &PeerConfig, keypair: Keypair, streams: StreamBehaviour) -> 
             .build()
     } else {
         builder
-            .with_tcp(tcp::Config::default(), noise::Config::new, yamux::Config::default)
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
             .expect("noise transport")
             .with_behaviour(make_behaviour)
             .expect("behaviour")
@@ -650,8 +721,15 @@ impl Driver {
                     }
                 }
             }
-            Command::Open { peer, protocols, reply } => {
-                self.swarm.behaviour_mut().streams.open(peer, protocols, reply);
+            Command::Open {
+                peer,
+                protocols,
+                reply,
+            } => {
+                self.swarm
+                    .behaviour_mut()
+                    .streams
+                    .open(peer, protocols, reply);
             }
             Command::Identify { peer, reply } => {
                 if let Some(info) = self.identified.get(&peer) {
@@ -677,11 +755,14 @@ impl Driver {
     fn expire_identify_waiters(&mut self) {
         let now = Instant::now();
         for (peer, waiters) in &mut self.identify_waiters {
-            let (expired, kept): (Vec<_>, Vec<_>) =
-                waiters.drain(..).partition(|(deadline, _)| *deadline <= now);
+            let (expired, kept): (Vec<_>, Vec<_>) = waiters
+                .drain(..)
+                .partition(|(deadline, _)| *deadline <= now);
             *waiters = kept;
             for (_, w) in expired {
-                let _ = w.send(Err(format!("no identify info from {peer} within {WAIT_TIMEOUT:?}")));
+                let _ = w.send(Err(format!(
+                    "no identify info from {peer} within {WAIT_TIMEOUT:?}"
+                )));
             }
         }
         self.identify_waiters.retain(|_, w| !w.is_empty());
@@ -693,7 +774,12 @@ impl Driver {
 
     fn on_event(&mut self, ev: SwarmEvent<BehaviourEvent>) {
         match ev {
-            SwarmEvent::ConnectionEstablished { peer_id, connection_id, endpoint, .. } => {
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                connection_id,
+                endpoint,
+                ..
+            } => {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(peer_id));
                 }
@@ -704,28 +790,47 @@ impl Driver {
                     remote_addr: endpoint.get_remote_address().clone(),
                 });
             }
-            SwarmEvent::ConnectionClosed { peer_id, connection_id, cause, .. } => {
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                connection_id,
+                cause,
+                ..
+            } => {
                 self.emit(PeerEvent::ConnectionClosed {
                     peer: peer_id,
                     connection: connection_id,
                     cause: cause.map(|c| c.to_string()),
                 });
             }
-            SwarmEvent::OutgoingConnectionError { connection_id, peer_id, error } => {
+            SwarmEvent::OutgoingConnectionError {
+                connection_id,
+                peer_id,
+                error,
+            } => {
                 let error = error.to_string();
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Err(error.clone()));
                 }
-                self.emit(PeerEvent::OutgoingConnectionError { peer: peer_id, error });
+                self.emit(PeerEvent::OutgoingConnectionError {
+                    peer: peer_id,
+                    error,
+                });
             }
-            SwarmEvent::IncomingConnectionError { send_back_addr, error, .. } => {
+            SwarmEvent::IncomingConnectionError {
+                send_back_addr,
+                error,
+                ..
+            } => {
                 self.emit(PeerEvent::IncomingConnectionError {
                     remote_addr: send_back_addr,
                     error: error.to_string(),
                 });
             }
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event { peer, result, .. })) => {
-                self.emit(PeerEvent::Ping { peer, result: result.map_err(|e| e.to_string()) });
+                self.emit(PeerEvent::Ping {
+                    peer,
+                    result: result.map_err(|e| e.to_string()),
+                });
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(ev)) => self.on_identify(ev),
             SwarmEvent::Behaviour(BehaviourEvent::Streams(never)) => match never {},
@@ -740,7 +845,10 @@ impl Driver {
                     let _ = w.send(Ok(info.clone()));
                 }
                 self.identified.insert(peer_id, info.clone());
-                self.emit(PeerEvent::IdentifyReceived { peer: peer_id, info: Box::new(info) });
+                self.emit(PeerEvent::IdentifyReceived {
+                    peer: peer_id,
+                    info: Box::new(info),
+                });
             }
             identify::Event::Sent { peer_id, .. } => {
                 self.emit(PeerEvent::IdentifySent { peer: peer_id });
@@ -750,7 +858,10 @@ impl Driver {
                 for (_, w) in self.identify_waiters.remove(&peer_id).unwrap_or_default() {
                     let _ = w.send(Err(format!("identify failed: {error}")));
                 }
-                self.emit(PeerEvent::IdentifyError { peer: peer_id, error });
+                self.emit(PeerEvent::IdentifyError {
+                    peer: peer_id,
+                    error,
+                });
             }
             identify::Event::Pushed { .. } => {}
         }
@@ -895,7 +1006,10 @@ impl NetworkBehaviour for StreamBehaviour {
     fn on_swarm_event(&mut self, event: FromSwarm<'_>) {
         match event {
             FromSwarm::ConnectionEstablished(e) => {
-                self.connections.entry(e.peer_id).or_default().push(e.connection_id);
+                self.connections
+                    .entry(e.peer_id)
+                    .or_default()
+                    .push(e.connection_id);
             }
             FromSwarm::ConnectionClosed(e) => {
                 if let Some(conns) = self.connections.get_mut(&e.peer_id) {

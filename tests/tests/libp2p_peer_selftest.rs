@@ -4,10 +4,10 @@
 
 use std::{process::Stdio, time::Duration};
 
-use futures::{AsyncReadExt as _, AsyncWriteExt as _, future::join_all};
+use futures::{future::join_all, AsyncReadExt as _, AsyncWriteExt as _};
 use libp2p::multiaddr::Protocol;
 use plait_tests::libp2p_peer::{
-    ECHO_ALL_PROTOCOL, ECHO_PROTOCOL, Libp2pPeer, PeerConfig, PeerEvent, keypair_from_seed,
+    keypair_from_seed, Libp2pPeer, PeerConfig, PeerEvent, ECHO_ALL_PROTOCOL, ECHO_PROTOCOL,
 };
 use tokio::io::AsyncBufReadExt as _;
 
@@ -41,17 +41,23 @@ fn bytes(len: usize, seed: u64) -> Vec<u8> {
 
 /// FNV-1a 64.
 fn checksum(data: &[u8]) -> u64 {
-    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn echo_line_like_go_example() {
     let (a, b) = pair(PeerConfig::default(), PeerConfig::default()).await;
-    let reply = within(a.echo(b.peer_id(), None, b"Hello, world!\n")).await.unwrap();
+    let reply = within(a.echo(b.peer_id(), None, b"Hello, world!\n"))
+        .await
+        .unwrap();
     assert_eq!(reply, b"Hello, world!\n");
 
     // Only the first line comes back, and the server closes without waiting for our EOF.
-    let mut s = within(a.open_stream(b.peer_id(), ECHO_PROTOCOL)).await.unwrap();
+    let mut s = within(a.open_stream(b.peer_id(), ECHO_PROTOCOL))
+        .await
+        .unwrap();
     s.write_all(b"one\ntwo\n").await.unwrap();
     s.flush().await.unwrap();
     let mut out = Vec::new();
@@ -60,7 +66,9 @@ async fn echo_line_like_go_example() {
 
     // Echo dials by itself when given an address.
     let c = Libp2pPeer::spawn(PeerConfig::default()).await;
-    let reply = within(c.echo(b.peer_id(), Some(b.listen_addr()), b"x\n")).await.unwrap();
+    let reply = within(c.echo(b.peer_id(), Some(b.listen_addr()), b"x\n"))
+        .await
+        .unwrap();
     assert_eq!(reply, b"x\n");
     for p in [a, b, c] {
         p.shutdown().await;
@@ -71,7 +79,9 @@ async fn echo_line_like_go_example() {
 async fn raw_echo_one_mib_with_checksum() {
     let (a, b) = pair(PeerConfig::default(), PeerConfig::default()).await;
     let payload = bytes(1 << 20, 42);
-    let reply = within(a.echo_all(b.peer_id(), None, &payload)).await.unwrap();
+    let reply = within(a.echo_all(b.peer_id(), None, &payload))
+        .await
+        .unwrap();
     assert_eq!(reply.len(), payload.len());
     assert_eq!(checksum(&reply), checksum(&payload));
     assert!(reply == payload);
@@ -85,13 +95,17 @@ async fn hundred_concurrent_streams_both_directions() {
     let payloads: Vec<Vec<u8>> = (0..100u64).map(|i| bytes(4096 + i as usize, i)).collect();
 
     // a -> b: 100 raw-echo streams opened and served at once on one connection.
-    let replies =
-        within(join_all(payloads.iter().map(|p| a.echo_all(b.peer_id(), None, p)))).await;
+    let replies = within(join_all(
+        payloads.iter().map(|p| a.echo_all(b.peer_id(), None, p)),
+    ))
+    .await;
     for (p, r) in payloads.iter().zip(replies) {
         assert_eq!(&r.unwrap(), p);
     }
     // b -> a: 100 line-echo streams, the other direction.
-    let lines: Vec<Vec<u8>> = (0..100).map(|i| format!("line {i}\n").into_bytes()).collect();
+    let lines: Vec<Vec<u8>> = (0..100)
+        .map(|i| format!("line {i}\n").into_bytes())
+        .collect();
     let replies = within(join_all(lines.iter().map(|l| b.echo(a.peer_id(), None, l)))).await;
     for (l, r) in lines.iter().zip(replies) {
         assert_eq!(&r.unwrap(), l);
@@ -103,7 +117,10 @@ async fn hundred_concurrent_streams_both_directions() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn inbound_streams_are_queued_not_dropped() {
     const SINK: &str = "/plait-test/sink/1.0.0";
-    let b_cfg = PeerConfig { extra_protocols: vec![SINK.into()], ..PeerConfig::default() };
+    let b_cfg = PeerConfig {
+        extra_protocols: vec![SINK.into()],
+        ..PeerConfig::default()
+    };
     let (a, b) = pair(PeerConfig::default(), b_cfg).await;
 
     // Open 100 streams and write on each before `b` accepts any of them.
@@ -166,7 +183,11 @@ async fn identify_reports_the_remote() {
     let info = within(a.identify_info(b.peer_id())).await.unwrap();
     assert_eq!(info.public_key.to_peer_id(), b.peer_id());
     assert_eq!(info.protocol_version, "ipfs/0.1.0");
-    assert!(info.agent_version.starts_with("rust-libp2p/"), "{}", info.agent_version);
+    assert!(
+        info.agent_version.starts_with("rust-libp2p/"),
+        "{}",
+        info.agent_version
+    );
     for p in [
         ECHO_PROTOCOL,
         ECHO_ALL_PROTOCOL,
@@ -174,12 +195,22 @@ async fn identify_reports_the_remote() {
         "/ipfs/ping/1.0.0",
         "/ipfs/id/1.0.0",
     ] {
-        assert!(info.protocols.iter().any(|q| q.as_ref() == p), "{p} not in {:?}", info.protocols);
+        assert!(
+            info.protocols.iter().any(|q| q.as_ref() == p),
+            "{p} not in {:?}",
+            info.protocols
+        );
     }
     let mut b_addr = b.listen_addr();
     b_addr.pop(); // drop /p2p
-    assert!(info.listen_addrs.contains(&b_addr), "{:?}", info.listen_addrs);
-    assert!(matches!(info.observed_addr.iter().next(), Some(Protocol::Ip4(ip)) if ip.is_loopback()));
+    assert!(
+        info.listen_addrs.contains(&b_addr),
+        "{:?}",
+        info.listen_addrs
+    );
+    assert!(
+        matches!(info.observed_addr.iter().next(), Some(Protocol::Ip4(ip)) if ip.is_loopback())
+    );
 
     // And b learned about a.
     let info = within(b.identify_info(a.peer_id())).await.unwrap();
@@ -190,7 +221,10 @@ async fn identify_reports_the_remote() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plaintext_and_mismatch() {
-    let insecure = || PeerConfig { insecure: true, ..PeerConfig::default() };
+    let insecure = || PeerConfig {
+        insecure: true,
+        ..PeerConfig::default()
+    };
     let (a, b) = pair(insecure(), insecure()).await;
     let reply = within(a.echo(b.peer_id(), None, b"plain\n")).await.unwrap();
     assert_eq!(reply, b"plain\n");
@@ -206,7 +240,11 @@ async fn plaintext_and_mismatch() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn negotiation_identity_and_lazy_mode() {
-    let b = Libp2pPeer::spawn(PeerConfig { seed: Some(7), ..PeerConfig::default() }).await;
+    let b = Libp2pPeer::spawn(PeerConfig {
+        seed: Some(7),
+        ..PeerConfig::default()
+    })
+    .await;
     assert_eq!(b.peer_id(), keypair_from_seed(7).public().to_peer_id());
     let a = Libp2pPeer::spawn(PeerConfig {
         lazy_stream_negotiation: true,
@@ -221,19 +259,27 @@ async fn negotiation_identity_and_lazy_mode() {
     let wrong = wrong.with(Protocol::P2p(keypair_from_seed(8).public().to_peer_id()));
     assert!(within(a.dial(wrong)).await.is_err());
 
-    assert_eq!(within(a.connect(b.listen_addr())).await.unwrap(), b.peer_id());
+    assert_eq!(
+        within(a.connect(b.listen_addr())).await.unwrap(),
+        b.peer_id()
+    );
     // Several protocols offered: the first the remote supports wins.
-    let (_, chosen) =
-        within(a.open_stream_any(b.peer_id(), &["/nope/1.0.0", ECHO_PROTOCOL])).await.unwrap();
+    let (_, chosen) = within(a.open_stream_any(b.peer_id(), &["/nope/1.0.0", ECHO_PROTOCOL]))
+        .await
+        .unwrap();
     assert_eq!(chosen, ECHO_PROTOCOL);
     // With lazy negotiation a single unsupported protocol only shows up on the first read.
-    let mut s = within(a.open_stream(b.peer_id(), "/nope/1.0.0")).await.unwrap();
+    let mut s = within(a.open_stream(b.peer_id(), "/nope/1.0.0"))
+        .await
+        .unwrap();
     let mut buf = [0u8; 1];
     assert!(within(s.read(&mut buf)).await.is_err());
     // Without it, opening fails outright.
     let strict = Libp2pPeer::spawn(PeerConfig::default()).await;
     within(strict.dial(b.listen_addr())).await.unwrap();
-    let err = within(strict.open_stream(b.peer_id(), "/nope/1.0.0")).await.unwrap_err();
+    let err = within(strict.open_stream(b.peer_id(), "/nope/1.0.0"))
+        .await
+        .unwrap_err();
     assert!(err.starts_with("unsupported protocol"), "{err}");
     strict.shutdown().await;
     // Lazy (V1Lazy) negotiation still echoes.
@@ -263,12 +309,18 @@ async fn echo_binary_both_modes() {
     let peer = keypair_from_seed(9).public().to_peer_id();
     assert_eq!(addr.iter().last(), Some(Protocol::P2p(peer)));
     let a = Libp2pPeer::spawn(PeerConfig::default()).await;
-    let reply = within(a.echo(peer, Some(addr), b"Hello, world!\n")).await.unwrap();
+    let reply = within(a.echo(peer, Some(addr), b"Hello, world!\n"))
+        .await
+        .unwrap();
     assert_eq!(reply, b"Hello, world!\n");
     child.kill().await.unwrap();
 
     // Dialer mode, plaintext, against an in-process peer.
-    let b = Libp2pPeer::spawn(PeerConfig { insecure: true, ..PeerConfig::default() }).await;
+    let b = Libp2pPeer::spawn(PeerConfig {
+        insecure: true,
+        ..PeerConfig::default()
+    })
+    .await;
     let out = within(
         tokio::process::Command::new(exe)
             .args(["--insecure", "-d", &b.listen_addr().to_string()])

@@ -20,7 +20,7 @@
 
 use std::{io::Write as _, process::ExitCode};
 
-use libp2p::{Multiaddr, multiaddr::Protocol};
+use libp2p::{multiaddr::Protocol, Multiaddr};
 use plait_tests::libp2p_peer::{Libp2pPeer, PeerConfig};
 
 const USAGE: &str = "usage: libp2p_echo [-l PORT] [-d MULTIADDR] [--insecure] [--seed N]  \
@@ -34,7 +34,12 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut args = Args { listen: None, dial: None, insecure: false, seed: 0 };
+    let mut args = Args {
+        listen: None,
+        dial: None,
+        insecure: false,
+        seed: 0,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value"));
@@ -50,7 +55,9 @@ fn parse_args() -> Result<Args, String> {
             "--insecure" | "-insecure" => args.insecure = true,
             "--seed" | "-seed" => {
                 let v = value("--seed")?;
-                args.seed = v.parse().map_err(|e| format!("bad seed {v:?} (0..=255): {e}"))?;
+                args.seed = v
+                    .parse()
+                    .map_err(|e| format!("bad seed {v:?} (0..=255): {e}"))?;
             }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
@@ -84,7 +91,10 @@ async fn main() -> ExitCode {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", peer.listen_addr());
         let _ = out.flush();
-        eprintln!("test peer {} listening; serving /echo/1.0.0", peer.peer_id());
+        eprintln!(
+            "test peer {} listening; serving /echo/1.0.0",
+            peer.peer_id()
+        );
     }
 
     let Some(addr) = args.dial else {
