@@ -462,7 +462,8 @@ impl Libp2pPeer {
     }
 
     /// Opens `protocol`, writes `payload`, half-closes, reads everything until EOF (writing and
-    /// reading run concurrently).
+    /// reading run concurrently). If the remote closes before taking all of `payload`, the rest is
+    /// not sent and the reply so far is returned; compare it.
     pub async fn exchange(
         &self,
         peer: PeerId,
@@ -574,8 +575,12 @@ impl Drop for Libp2pPeer {
     }
 }
 
-/// Writes `payload` and closes the write side while reading until EOF.
+/// Writes `payload` and closes the write side while reading until EOF. If the reply ends first
+/// (the remote closed early, as `/echo/1.0.0` does after one line), the rest of the write is
+/// abandoned: rust-yamux never resets a stream the remote dropped, so the write could otherwise
+/// block forever on flow control. A write error is only reported if reading failed too.
 async fn write_and_read_to_end(stream: Stream, payload: &[u8]) -> Result<Vec<u8>, String> {
+    use futures::future::Either;
     let (mut reader, mut writer) = stream.split();
     let write = async {
         writer
@@ -592,8 +597,15 @@ async fn write_and_read_to_end(stream: Stream, payload: &[u8]) -> Result<Vec<u8>
             .map_err(|e| format!("read: {e}"))?;
         Ok::<_, String>(out)
     };
-    let ((), out) = futures::future::try_join(write, read).await?;
-    Ok(out)
+    futures::pin_mut!(write, read);
+    match futures::future::select(write, read).await {
+        Either::Left((w, read)) => match (w, read.await) {
+            (_, Ok(out)) => Ok(out),
+            (Ok(()), Err(r)) => Err(r),
+            (Err(w), Err(r)) => Err(format!("{r} ({w})")),
+        },
+        Either::Right((r, _abandoned_write)) => r,
+    }
 }
 
 /// 32 unpredictable bytes (std's randomly keyed SipHash over a counter; no `rand` dependency).
@@ -794,8 +806,13 @@ impl Driver {
                 peer_id,
                 connection_id,
                 cause,
+                num_established,
                 ..
             } => {
+                if num_established == 0 {
+                    // A later connection must run identify again before `identify_info` answers.
+                    self.identified.remove(&peer_id);
+                }
                 self.emit(PeerEvent::ConnectionClosed {
                     peer: peer_id,
                     connection: connection_id,

@@ -64,6 +64,13 @@ async fn echo_line_like_go_example() {
     within(s.read_to_end(&mut out)).await.unwrap();
     assert_eq!(out, b"one\n");
 
+    // A large payload after the first line: the server still answers with the line and closes;
+    // our unread-by-the-server write does not turn into an error.
+    let mut big = b"first\n".to_vec();
+    big.extend(bytes(1 << 20, 1));
+    let reply = within(a.echo(b.peer_id(), None, &big)).await.unwrap();
+    assert_eq!(reply, b"first\n");
+
     // Echo dials by itself when given an address.
     let c = Libp2pPeer::spawn(PeerConfig::default()).await;
     let reply = within(c.echo(b.peer_id(), Some(b.listen_addr()), b"x\n"))
