@@ -123,3 +123,59 @@ impl Config {
         self
     }
 }
+
+/// [`Config`] as a session keeps it: the same limits in a third of the bytes (durations in
+/// milliseconds), because every connection holds one and idle memory per connection counts.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tuning {
+    pub(crate) max_session_receive_window: u64,
+    pub(crate) max_streams: usize,
+    pub(crate) max_stream_window: u32,
+    pub(crate) max_stream_send_buffer: u32,
+    pub(crate) max_frame_payload: u32,
+    /// 0: no pings.
+    ping_interval_ms: u32,
+    ping_timeout_ms: u32,
+}
+
+/// A duration in whole milliseconds, rounded up, saturating at `u32::MAX` (about 49 days).
+fn millis(d: Duration) -> u32 {
+    u32::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX)
+}
+
+impl Tuning {
+    pub(crate) fn new(config: &Config) -> Self {
+        Self {
+            max_session_receive_window: config.max_session_receive_window,
+            max_streams: config.max_streams,
+            max_stream_window: config.max_stream_window,
+            max_stream_send_buffer: config.max_stream_send_buffer,
+            max_frame_payload: config.max_frame_payload,
+            ping_interval_ms: config.ping_interval.map_or(0, |d| millis(d).max(1)),
+            ping_timeout_ms: millis(config.ping_timeout),
+        }
+    }
+
+    /// The keepalive interval, `None` when pings are off.
+    pub(crate) fn ping_interval(&self) -> Option<Duration> {
+        (self.ping_interval_ms > 0).then(|| Duration::from_millis(self.ping_interval_ms.into()))
+    }
+
+    /// How long a ping may stay unanswered.
+    pub(crate) fn ping_timeout(&self) -> Duration {
+        Duration::from_millis(self.ping_timeout_ms.into())
+    }
+
+    /// The configuration this was made from (durations rounded up to milliseconds).
+    pub(crate) fn to_config(self) -> Config {
+        Config {
+            max_streams: self.max_streams,
+            max_stream_window: self.max_stream_window,
+            max_session_receive_window: self.max_session_receive_window,
+            max_stream_send_buffer: self.max_stream_send_buffer,
+            max_frame_payload: self.max_frame_payload,
+            ping_interval: self.ping_interval(),
+            ping_timeout: self.ping_timeout(),
+        }
+    }
+}

@@ -230,7 +230,7 @@ struct Ping {
 #[derive(Debug)]
 pub struct Session {
     mode: Mode,
-    config: Config,
+    config: config::Tuning,
     state: State,
     streams: StreamMap,
     /// Next id we open (u64 so exhaustion is a comparison, not an overflow).
@@ -241,8 +241,6 @@ pub struct Session {
     ack_backlog: u16,
     /// Sum of all streams' receive window sizes (bounded by the budget).
     total_recv_max: u64,
-    recv_buffered: u64,
-    send_buffered: u64,
     /// Control frames to send before any data (bounded: pongs by `MAX_PONG_BACKLOG`, resets
     /// by `MAX_PENDING_RESETS`, stream entries by the number of streams).
     ctrl: VecDeque<Ctrl>,
@@ -251,7 +249,9 @@ pub struct Session {
     /// Streams with data to send (round robin).
     sendq: VecDeque<u32>,
     ping: Ping,
-    rtt: Option<Duration>,
+    /// Smoothed round-trip time in microseconds, 0 while unknown (4 bytes instead of 16: idle
+    /// memory per connection counts).
+    rtt_micros: u32,
     events: VecDeque<Event>,
     /// Payload bytes of an ignored Data frame still to discard.
     skip: u32,
@@ -272,20 +272,19 @@ impl Session {
             accept_backlog: 0,
             ack_backlog: 0,
             total_recv_max: 0,
-            recv_buffered: 0,
-            send_buffered: 0,
+
             ctrl: VecDeque::new(),
             sendq: VecDeque::new(),
             pongs_queued: 0,
             resets_queued: 0,
             ping: Ping::default(),
-            rtt: None,
+            rtt_micros: 0,
             events: VecDeque::new(),
             skip: 0,
             last_now: now,
-            config,
+            config: config::Tuning::new(&config),
         };
-        if s.config.ping_interval.is_some() {
+        if s.config.ping_interval().is_some() {
             s.send_ping(now);
         }
         s
@@ -303,12 +302,18 @@ impl Session {
 
     /// Received bytes buffered over all streams, not yet read.
     pub fn recv_buffered(&self) -> u64 {
-        self.recv_buffered
+        self.streams
+            .values()
+            .map(|s| u64::from(s.recv_buffered))
+            .sum()
     }
 
     /// Outgoing bytes buffered over all streams, not yet transmitted.
     pub fn send_buffered(&self) -> u64 {
-        self.send_buffered
+        self.streams
+            .values()
+            .map(|s| u64::from(s.send_buffered))
+            .sum()
     }
 
     /// Sum of all streams' current receive window sizes, in bytes; never above
@@ -320,12 +325,12 @@ impl Session {
 
     /// The smoothed round-trip time measured by pings, if any.
     pub fn rtt(&self) -> Option<Duration> {
-        self.rtt
+        (self.rtt_micros > 0).then(|| Duration::from_micros(self.rtt_micros.into()))
     }
 
     /// The configuration.
-    pub fn config(&self) -> &Config {
-        &self.config
+    pub fn config(&self) -> Config {
+        self.config.to_config()
     }
 
     fn clamp(&mut self, now: Instant) -> Instant {
@@ -559,7 +564,6 @@ impl Session {
                 if len > 0 && !s.has(bits::FIN_RECEIVED) {
                     s.recv_buf.push_back(body);
                     s.recv_buffered += len;
-                    self.recv_buffered += u64::from(len);
                     readable = true;
                 }
             }
@@ -605,7 +609,8 @@ impl Session {
             if let Some((value, sent)) = self.ping.outstanding {
                 if value == hdr.length && !self.ping.to_send {
                     let sample = now.saturating_duration_since(sent);
-                    self.rtt = Some(flow::smooth_rtt(self.rtt, sample));
+                    let rtt = flow::smooth_rtt(self.rtt(), sample);
+                    self.rtt_micros = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX).max(1);
                     self.ping.outstanding = None;
                 }
             }
@@ -684,12 +689,12 @@ impl Session {
         self.ping.counter = self.ping.counter.wrapping_add(1);
         self.ping.outstanding = Some((self.ping.counter, now));
         self.ping.to_send = true;
-        self.ping.next_at = self.config.ping_interval.and_then(|i| now.checked_add(i));
+        self.ping.next_at = self.config.ping_interval().and_then(|i| now.checked_add(i));
     }
 
     fn ping_deadline(&self) -> Option<Instant> {
         let (_, at) = self.ping.outstanding?;
-        at.checked_add(self.config.ping_timeout)
+        at.checked_add(self.config.ping_timeout())
     }
 
     /// Sends a keepalive/RTT ping when due; fails the session when a ping timed out.
@@ -822,7 +827,6 @@ impl Session {
         let n = chunk.len() as u32;
         s.send_buf.push_back(chunk);
         s.send_buffered += n;
-        self.send_buffered += u64::from(n);
         if !s.has(bits::IN_SEND) {
             s.bits |= bits::IN_SEND;
             self.sendq.push_back(id);
@@ -847,7 +851,6 @@ impl Session {
         };
         let n = chunk.len() as u32;
         s.recv_buffered = s.recv_buffered.saturating_sub(n);
-        self.recv_buffered = self.recv_buffered.saturating_sub(u64::from(n));
         if s.recv_buf.is_empty() {
             // Give the memory back when idle.
             s.recv_buf = VecDeque::new();
@@ -894,12 +897,7 @@ impl Session {
     fn remove_stream(&mut self, id: u32) {
         if let Some(s) = self.streams.remove(&id) {
             self.total_recv_max = self.total_recv_max.saturating_sub(u64::from(s.recv_max));
-            self.recv_buffered = self
-                .recv_buffered
-                .saturating_sub(u64::from(s.recv_buffered));
-            self.send_buffered = self
-                .send_buffered
-                .saturating_sub(u64::from(s.send_buffered));
+
             if s.has(bits::NOT_ACCEPTED) {
                 self.accept_backlog = self.accept_backlog.saturating_sub(1);
             }
@@ -999,7 +997,7 @@ impl Session {
     }
 
     fn emit_ctrl(&mut self, now: Instant, id: u32, out: &mut BytesMut, budget: &mut usize) {
-        let rtt = self.rtt;
+        let rtt = self.rtt();
         let cap = self.config.max_stream_window;
         let budget_left = self
             .config
@@ -1092,7 +1090,7 @@ impl Session {
         *budget -= HEADER_LEN + len;
         s.send_buffered -= len32;
         s.send_window = s.send_window.saturating_sub(len32);
-        self.send_buffered = self.send_buffered.saturating_sub(len as u64);
+
         s.bits &= !(bits::SYN_PENDING | bits::ACK_PENDING);
         if s.send_buffered > 0 {
             s.bits |= bits::IN_SEND;
