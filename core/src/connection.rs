@@ -513,6 +513,21 @@ impl Connection {
         self.events.push_back(Event::Closed { error: Some(error) });
     }
 
+    /// Bytes this connection buffers: decrypted input not yet parsed, encrypted output not yet
+    /// handed out, yamux receive and send buffers and stream negotiation buffers (a memory
+    /// metric; the upgrade's handshake buffers are bounded by the handshake limits).
+    pub fn buffered_bytes(&self) -> u64 {
+        match &self.state {
+            State::Live(live) => {
+                let negotiation: usize = live.streams.values().map(|s| s.buffer.len()).sum();
+                (live.plain_in.len() + live.raw_out.len() + negotiation) as u64
+                    + live.session.recv_buffered()
+                    + live.session.send_buffered()
+            }
+            _ => 0,
+        }
+    }
+
     /// Number of streams with state on this connection.
     pub fn num_streams(&self) -> usize {
         match &self.state {

@@ -2,6 +2,7 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -197,6 +198,7 @@ async fn run_connection<R: Runtime>(
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     let mut read_open = true;
+    let mut metrics = SocketMetrics::new(&shared);
     poll_fn(|cx| {
         let mut work = 0;
         loop {
@@ -265,6 +267,7 @@ async fn run_connection<R: Runtime>(
                     inner.swarm.handle_closed(now, id);
                     inner.pump(&shared);
                 }
+                metrics.report(input.len() + output.len());
                 return Poll::Ready(());
             }
             if !progress {
@@ -275,17 +278,53 @@ async fn run_connection<R: Runtime>(
                     inner.closing.contains(&id) || inner.shut_down
                 };
                 if !pending {
+                    metrics.report(input.len() + output.len());
                     return Poll::Pending;
                 }
             }
             work += 1;
             if work >= WORK_PER_WAKE {
                 cx.waker().wake_by_ref();
+                metrics.report(input.len() + output.len());
                 return Poll::Pending;
             }
         }
     })
     .await;
+}
+
+/// Keeps [`Shared::io_buffered`] and [`Shared::sockets`] up to date for one connection task.
+struct SocketMetrics<'a, R: Runtime> {
+    shared: &'a Shared<R>,
+    reported: usize,
+}
+
+impl<'a, R: Runtime> SocketMetrics<'a, R> {
+    fn new(shared: &'a Shared<R>) -> Self {
+        shared.sockets.fetch_add(1, Ordering::Relaxed);
+        Self {
+            shared,
+            reported: 0,
+        }
+    }
+
+    fn report(&mut self, buffered: usize) {
+        if buffered > self.reported {
+            let d = buffered - self.reported;
+            self.shared.io_buffered.fetch_add(d, Ordering::Relaxed);
+        } else {
+            let d = self.reported - buffered;
+            self.shared.io_buffered.fetch_sub(d, Ordering::Relaxed);
+        }
+        self.reported = buffered;
+    }
+}
+
+impl<R: Runtime> Drop for SocketMetrics<'_, R> {
+    fn drop(&mut self) {
+        self.report(0);
+        self.shared.sockets.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 pub(crate) fn spawn_timer<R: Runtime>(shared: Arc<Shared<R>>, runtime: &R) {

@@ -1131,6 +1131,14 @@ impl Swarm {
             .sum()
     }
 
+    /// Bytes buffered by all connections (see [`Connection::buffered_bytes`]): a memory metric.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.connections
+            .values()
+            .map(|c| c.conn.buffered_bytes())
+            .sum()
+    }
+
     /// Forwards a connection's events and reacts to its state changes.
     fn process_connection(&mut self, now: Instant, connection: ConnectionId) {
         self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
