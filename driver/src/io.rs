@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_io::{AsyncRead, AsyncWrite};
@@ -22,6 +22,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// (the core consumes everything within its windows, so this is only reached by a peer
 /// sending beyond them).
 const MAX_UNCONSUMED_INPUT: usize = 1024 * 1024;
+/// How long a closing connection may take to flush its last bytes before the socket is closed
+/// anyway: a peer that stops reading must not keep a socket (and its buffers) forever.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Reads and writes per wake-up before the task yields, so one busy connection cannot starve
 /// the others on the same executor thread (quinn's work limiter).
 const WORK_PER_WAKE: usize = 32;
@@ -199,6 +202,7 @@ async fn run_connection<R: Runtime>(
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     let mut read_open = true;
     let mut metrics = SocketMetrics::new(&shared);
+    let mut linger: Option<BoxFuture<'static, ()>> = None;
     poll_fn(|cx| {
         let mut work = 0;
         loop {
@@ -257,6 +261,13 @@ async fn run_connection<R: Runtime>(
                     Poll::Pending => break,
                 }
             }
+            if !output.is_empty() && (closing || !read_open) {
+                let timer = linger.get_or_insert_with(|| rt.sleep_until(rt.now() + CLOSE_LINGER));
+                if timer.as_mut().poll(cx).is_ready() {
+                    tracing::debug!(?id, unsent = output.len(), "peer does not read; closing");
+                    output.clear();
+                }
+            }
             if output.is_empty() && (closing || !read_open) {
                 let _ = Pin::new(&mut tcp).poll_close(cx);
                 let mut inner = shared.lock();
@@ -277,7 +288,8 @@ async fn run_connection<R: Runtime>(
                     let inner = shared.lock();
                     inner.closing.contains(&id) || inner.shut_down
                 };
-                if !pending {
+                // Blocked on a peer that does not read: the socket or the linger timer wakes us.
+                if !pending || !output.is_empty() {
                     metrics.report(input.len() + output.len());
                     return Poll::Pending;
                 }

@@ -346,8 +346,10 @@ fn never_reading_peer() {
             // One 256 KiB window plus the 1 MiB stream send buffer.
             assert!(last <= 256 * 1024 + 1024 * 1024 + 16 * 1024, "wrote {last}");
         }
+        let stalled = target.snapshot();
+        assert_eq!(stalled.connections, 1, "connection lost while stalled: {stalled}");
         println!(
-            "[never-reading/tokio] huge window {huge_window}: writer stalled after {last} bytes; peak buffered {}B",
+            "[never-reading/tokio] huge window {huge_window}: writer stalled after {last} bytes; peak buffered {}B; stalled: {stalled}",
             peak.buffered
         );
         // The host ends the connection itself (a protocol violation) while we still do not
