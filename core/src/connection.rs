@@ -187,6 +187,15 @@ impl Connection {
         matches!(self.state, State::Live(_))
     }
 
+    /// How far the upgrade got (see [`Upgrade::progress`]); 3 once established.
+    pub fn upgrade_progress(&self) -> u8 {
+        match &self.state {
+            State::Upgrading(u) => u.progress(),
+            State::Live(_) => 3,
+            State::Closed => 0,
+        }
+    }
+
     /// Whether the connection has ended.
     pub fn is_closed(&self) -> bool {
         matches!(self.state, State::Closed)

@@ -151,10 +151,15 @@ impl<R: TestRuntime> Target<R> {
 
     /// A host with `limits` and [`UPGRADE_TIMEOUT`].
     pub fn with_limits(limits: Limits) -> Self {
+        Self::with_config(limits, UPGRADE_TIMEOUT)
+    }
+
+    /// A host with `limits` and `upgrade_timeout`.
+    pub fn with_config(limits: Limits, upgrade_timeout: Duration) -> Self {
         let rt = R::get();
         let mut config = HostConfig::random();
         config.limits = limits;
-        config.upgrade_timeout = UPGRADE_TIMEOUT;
+        config.upgrade_timeout = upgrade_timeout;
         let host = Host::new(rt.clone(), config).expect("host");
         let spawner = rt.clone();
         host.set_stream_handler(ECHO, move |mut stream| {
@@ -188,9 +193,9 @@ impl<R: TestRuntime> Target<R> {
         let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr");
         let bound = block_on_timeout(&rt, Duration::from_secs(5), "listen", host.listen(listen))
             .expect("listen");
-        let addr = match plait_driver::multiaddr_to_socket(&bound) {
-            Some(plait_driver::Target::Socket(s)) => s,
-            _ => panic!("not a socket address: {bound}"),
+        let Some(plait_driver::Target::Socket(addr)) = plait_driver::multiaddr_to_socket(&bound)
+        else {
+            panic!("not a socket address: {bound}");
         };
         let peer = host.peer_id();
         let maddr = bound.with(Protocol::P2p(peer));
@@ -295,7 +300,11 @@ pub fn wait_closed(tcp: &mut TcpStream, since: Instant, limit: Duration) -> Clos
         match tcp.read(&mut buf) {
             Ok(0) => return Closed::After(since.elapsed()),
             Ok(_) => {}
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(_) => return Closed::After(since.elapsed()),
         }
         if since.elapsed() > limit {
@@ -478,7 +487,10 @@ impl SecurePeer {
                 Ok(0) => self.eof = true,
                 Ok(n) => self.raw.extend_from_slice(&buf[..n]),
                 Err(e)
-                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => self.eof = true,
             }
             while let Ok(Some(p)) = self.transport.decrypt(&mut self.raw) {
@@ -490,7 +502,11 @@ impl SecurePeer {
                 let flags = u16::from_be_bytes([h[2], h[3]]);
                 let id = u32::from_be_bytes([h[4], h[5], h[6], h[7]]);
                 let length = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
-                let body_len = if ty == yamux::DATA { length as usize } else { 0 };
+                let body_len = if ty == yamux::DATA {
+                    length as usize
+                } else {
+                    0
+                };
                 if self.plain.len() < 12 + body_len {
                     break;
                 }

@@ -33,7 +33,7 @@ fn garbage<R: TestRuntime>() {
     let inputs: Vec<(Vec<u8>, bool)> = vec![
         (b"GET / HTTP/1.1\r\nHost: example\r\n\r\n".repeat(20), true),
         ((0..2048).map(|_| rand::random::<u8>()).collect(), true),
-        ([&MS_HEADER[..], b"\x07/nois\xff\n"].concat(), true),
+        ([MS_HEADER, b"\x07/nois\xff\n"].concat(), true),
         ([MS_HEADER, MS_NOISE, &[0xff; 600][..]].concat(), false),
     ];
     for (input, prompt) in inputs {
@@ -90,7 +90,7 @@ fn huge_length_prefix() {
         // Just over the 1 KiB message limit, with the bytes to back it.
         (
             "1025-byte message",
-            [&MS_HEADER[..], &[0x81, 0x08][..], &[b'a'; 1025][..]].concat(),
+            [MS_HEADER, &[0x81, 0x08][..], &[b'a'; 1025][..]].concat(),
         ),
     ];
     for (what, input) in inputs {
@@ -119,7 +119,8 @@ fn slowloris<R: TestRuntime>() {
     bytes.extend_from_slice(&[0x00, 0x20]);
     bytes.extend((0..32).map(|_| rand::random::<u8>()));
     let mut tcp = raw_connect(target.addr);
-    tcp.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    tcp.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let start = Instant::now();
     let mut sent = 0;
     let mut closed_at = None;
@@ -188,7 +189,38 @@ fn idle_connection_flood() {
     let target = Target::<Tokio>::with_limits(limits);
     const TOTAL: usize = 2000;
     const THREADS: usize = 4;
-    let sockets: Arc<Mutex<Vec<(TcpStream, Instant)>>> = Arc::default();
+    // (socket, connected at, closed by the host at)
+    type Idle = (TcpStream, Instant, Option<Duration>);
+    let sockets: Arc<Mutex<Vec<Idle>>> = Arc::default();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // A monitor sweeps every socket every few ms and notes when the host closed it.
+    let monitor = {
+        let sockets = sockets.clone();
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let start = Instant::now();
+            loop {
+                let mut open = 0;
+                for (tcp, at, closed) in sockets.lock().unwrap().iter_mut() {
+                    if closed.is_some() {
+                        continue;
+                    }
+                    let mut buf = [0u8; 256];
+                    match std::io::Read::read(tcp, &mut buf) {
+                        Ok(n) if n > 0 => open += 1,
+                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => open += 1,
+                        _ => *closed = Some(at.elapsed()),
+                    }
+                }
+                if (done.load(Ordering::Relaxed) && open == 0)
+                    || start.elapsed() > Duration::from_secs(15)
+                {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
     let start = Instant::now();
     let workers: Vec<_> = (0..THREADS)
         .map(|_| {
@@ -197,8 +229,8 @@ fn idle_connection_flood() {
             std::thread::spawn(move || {
                 for _ in 0..TOTAL / THREADS {
                     let tcp = TcpStream::connect(addr).expect("connect");
-                    tcp.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
-                    sockets.lock().unwrap().push((tcp, Instant::now()));
+                    tcp.set_nonblocking(true).unwrap();
+                    sockets.lock().unwrap().push((tcp, Instant::now(), None));
                     // ~1000 connects per second over all threads.
                     std::thread::sleep(Duration::from_millis(4));
                 }
@@ -221,24 +253,33 @@ fn idle_connection_flood() {
         w.join().unwrap();
     }
     let flood_time = start.elapsed();
+    done.store(true, Ordering::Relaxed);
+    monitor.join().unwrap();
+    let sockets = std::mem::take(&mut *sockets.lock().unwrap());
+    let closed: Vec<Duration> = sockets.iter().filter_map(|(_, _, c)| *c).collect();
+    let latest = closed.iter().max().copied().unwrap_or_default();
+    let mut sorted = closed.clone();
+    sorted.sort();
+    let median = sorted.get(sorted.len() / 2).copied().unwrap_or_default();
+    println!(
+        "[idle-flood/tokio] {TOTAL} idle connections in {flood_time:?}; mid-flood {mid}, peak {peak}; \
+         echo during flood ok in {echo_mid:?}; closed by the host: {} of {TOTAL}, median {median:?}, \
+         latest {latest:?} after connecting (timeout {UPGRADE_TIMEOUT:?})",
+        closed.len()
+    );
     assert!(
         peak.connections <= max_pending + 1,
         "pending limit not enforced: {peak}"
     );
-    // Every attacker socket is closed by the host, none later than the upgrade timeout
-    // (plus scheduling slack) after it connected.
-    let mut sockets = std::mem::take(&mut *sockets.lock().unwrap());
-    let mut latest = Duration::ZERO;
-    for (tcp, at) in &mut sockets {
-        match wait_closed(tcp, *at, UPGRADE_TIMEOUT * 3) {
-            Closed::After(t) => latest = latest.max(t),
-            Closed::StillOpen => panic!("an idle connection outlived the upgrade timeout"),
-        }
-    }
-    assert!(latest < UPGRADE_TIMEOUT * 2, "latest close {latest:?}");
-    println!(
-        "[idle-flood/tokio] {TOTAL} idle connections in {flood_time:?}; mid-flood {mid}, peak {peak}; \
-         echo during flood ok in {echo_mid:?}; every socket closed within {latest:?} of connecting"
+    assert_eq!(
+        closed.len(),
+        TOTAL,
+        "idle connections outlived the upgrade timeout"
+    );
+    // None outlives the upgrade timeout (plus scheduling slack and time in the accept queue).
+    assert!(
+        latest < UPGRADE_TIMEOUT + Duration::from_millis(500),
+        "latest close {latest:?}"
     );
     drop(sockets);
     target.assert_serves_and_recovers("idle-flood");
@@ -309,7 +350,8 @@ fn open_stream(peer: &mut SecurePeer, id: u32, protocol: &str, data: &[u8], fin:
     body.extend(ms_message(protocol));
     body.extend_from_slice(data);
     let flags = yamux::SYN | if fin { yamux::FIN } else { 0 };
-    peer.send(&yamux::data(flags, id, &body)).expect("open stream");
+    peer.send(&yamux::data(flags, id, &body))
+        .expect("open stream");
 }
 
 #[test]
@@ -336,7 +378,10 @@ fn never_reading_peer() {
         }
         let last = *samples.last().unwrap();
         let earlier = samples[samples.len() - 5];
-        assert_eq!(earlier, last, "the writer never got backpressure: {samples:?}");
+        assert_eq!(
+            earlier, last,
+            "the writer never got backpressure: {samples:?}"
+        );
         assert!(
             peak.buffered <= 2 * 1024 * 1024,
             "host buffers {}B for a peer that does not read",
@@ -347,7 +392,10 @@ fn never_reading_peer() {
             assert!(last <= 256 * 1024 + 1024 * 1024 + 16 * 1024, "wrote {last}");
         }
         let stalled = target.snapshot();
-        assert_eq!(stalled.connections, 1, "connection lost while stalled: {stalled}");
+        assert_eq!(
+            stalled.connections, 1,
+            "connection lost while stalled: {stalled}"
+        );
         println!(
             "[never-reading/tokio] huge window {huge_window}: writer stalled after {last} bytes; peak buffered {}B; stalled: {stalled}",
             peak.buffered
@@ -447,14 +495,23 @@ fn data_on_reset_streams() {
         .iter()
         .filter(|f| f.flags & yamux::RST != 0 && (f.id == 1 || f.id == 7))
         .count();
-    assert!(!peer.eof, "host closed the connection over ignorable frames");
+    assert!(
+        !peer.eof,
+        "host closed the connection over ignorable frames"
+    );
     assert!(rsts <= 1, "RST storm: {rsts} RSTs for dead streams");
     assert!(
         peak.buffered < 512 * 1024,
         "data for dead streams was buffered: {peak}"
     );
     // The same connection still works: echo on stream 9.
-    open_stream(&mut peer, 9, plait_tests::hostile::ECHO, b"still alive\n", true);
+    open_stream(
+        &mut peer,
+        9,
+        plait_tests::hostile::ECHO,
+        b"still alive\n",
+        true,
+    );
     let mut frames = Vec::new();
     let reply = loop {
         frames.extend(peer.read_frames(Duration::from_millis(100), |_| false));
@@ -463,7 +520,9 @@ fn data_on_reset_streams() {
             .filter(|f| f.id == 9 && f.ty == yamux::DATA)
             .flat_map(|f| f.body.to_vec())
             .collect();
-        let fin = frames.iter().any(|f| f.id == 9 && f.flags & yamux::FIN != 0);
+        let fin = frames
+            .iter()
+            .any(|f| f.id == 9 && f.flags & yamux::FIN != 0);
         if fin || peer.eof || body.len() > 1000 {
             break body;
         }
@@ -501,11 +560,15 @@ fn invalid_noise_frames() {
         let closed = peer.wait_closed(Duration::from_secs(3));
         let t = closed.unwrap_or_else(|| panic!("{what}: not closed"));
         assert!(t < PROMPT, "{what}: closed after {t:?}");
-        println!("[noise-frames/tokio] {what}: closed in {:?}", start.elapsed());
+        println!(
+            "[noise-frames/tokio] {what}: closed in {:?}",
+            start.elapsed()
+        );
     }
     // A frame whose length promises 65535 bytes, then silence: held at most the frame size.
     let mut peer = SecurePeer::connect(target.addr).expect("handshake");
-    peer.send_raw(&garbage_noise_frame(u16::MAX)[..1000]).unwrap();
+    peer.send_raw(&garbage_noise_frame(u16::MAX)[..1000])
+        .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let during = target.snapshot();
     assert!(during.buffered < 128 * 1024, "partial frame: {during}");
@@ -519,10 +582,13 @@ fn invalid_noise_frames() {
 #[test]
 fn connect_disconnect_cycles() {
     let _g = serial();
-    let target = Target::<Tokio>::start();
+    // Handshakes in a debug build on a loaded machine can take longer than the 1 s test
+    // timeout: give them 5 s so every one must succeed.
+    let target = Target::<Tokio>::with_config(Limits::default(), Duration::from_secs(5));
     const CYCLES: usize = 10_000;
     const THREADS: usize = 8;
-    const HANDSHAKE_EVERY: usize = 25;
+    const HANDSHAKE_EVERY: usize = 200;
+    const PACE: Duration = Duration::from_millis(6);
     let rss_before = rss_kib();
     let start = Instant::now();
     let workers: Vec<_> = (0..THREADS)
@@ -530,27 +596,44 @@ fn connect_disconnect_cycles() {
             let addr = target.addr;
             std::thread::spawn(move || {
                 let mut handshakes = 0;
+                let mut slow = 0;
+                let begin = Instant::now();
                 for i in 0..CYCLES / THREADS {
                     let n = i * THREADS + t;
-                    if n % HANDSHAKE_EVERY == 0 {
-                        let peer = SecurePeer::connect(addr).expect("handshake");
-                        handshakes += 1;
-                        drop(peer);
+                    // Paced: each thread one cycle per PACE, so the listen backlog never
+                    // overflows (an overflow costs the client a 1 s SYN retry).
+                    let due = begin + PACE * i as u32;
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    if n.is_multiple_of(HANDSHAKE_EVERY) {
+                        match SecurePeer::connect(addr) {
+                            Ok(peer) => {
+                                handshakes += 1;
+                                drop(peer);
+                            }
+                            Err(e) => panic!("handshake {n} failed: {e}"),
+                        }
                     } else {
+                        let t0 = Instant::now();
                         let tcp = TcpStream::connect(addr).expect("connect");
-                        if n % 2 == 0 {
+                        if t0.elapsed() > Duration::from_millis(500) {
+                            slow += 1;
+                        }
+                        if n.is_multiple_of(2) {
                             // Some send a byte first; some leave with a RST.
                             let _ = (&tcp).write_all(b"\x13");
                         }
                         drop(tcp);
                     }
                 }
-                handshakes
+                (handshakes, slow)
             })
         })
         .collect();
     let mut peak = target.snapshot();
     let mut handshakes = 0;
+    let mut slow = 0;
     for w in workers {
         while !w.is_finished() {
             let s = target.snapshot();
@@ -559,13 +642,15 @@ fn connect_disconnect_cycles() {
             peak.buffered = peak.buffered.max(s.buffered);
             std::thread::sleep(Duration::from_millis(20));
         }
-        handshakes += w.join().unwrap();
+        let (h, s) = w.join().unwrap();
+        handshakes += h;
+        slow += s;
     }
     let elapsed = start.elapsed();
     let back = target.wait_baseline(Duration::from_secs(5));
     println!(
         "[cycles/tokio] {CYCLES} connect-disconnect cycles ({handshakes} with a full Noise handshake) in {elapsed:?}; \
-         peak {peak}; back to baseline in {back:?}; rss {rss_before} -> {} KiB",
+         peak {peak}; {slow} connects took over 500 ms (SYN retry); back to baseline in {back:?}; rss {rss_before} -> {} KiB",
         rss_kib()
     );
     target.assert_serves_and_recovers("cycles");
