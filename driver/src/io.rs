@@ -120,8 +120,25 @@ pub(crate) fn spawn_listener<R: Runtime>(
                 Ok(id) => spawn_connection(shared.clone(), &rt, id, tcp),
                 Err(e) => tracing::debug!(%e, %remote, "refused inbound connection"),
             }
+            // Let the accepted connections read before accepting more: under a connect storm
+            // the pending-incoming limit should see their progress (or their end of file).
+            yield_now().await;
         }
     }));
+}
+
+/// Yields to the executor once.
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
 }
 
 /// Runs `fut`, also finishing (with `None`) when the host shuts down.
