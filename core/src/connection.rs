@@ -28,6 +28,11 @@ pub const MAX_NEGOTIATION_BUFFER: usize = 4096;
 /// overhead): large enough to fill a socket write, small enough to interleave connections.
 pub const TRANSMIT_BUDGET: usize = 256 * 1024;
 
+/// How long a connection whose peer violated the yamux protocol waits for its Go Away to be
+/// sent before it ends anyway: a peer that stops reading must not keep it forever (go-yamux
+/// gives the Go Away a short write deadline too).
+pub const GO_AWAY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Settings of a connection.
 #[derive(Debug, Clone)]
 pub struct ConnectionConfig {
@@ -145,6 +150,8 @@ pub struct Connection {
     events: VecDeque<Event>,
     /// A session error reported before the session's `Closed` event.
     pending_error: Option<Error>,
+    /// After a protocol violation: when to give up sending Go Away.
+    terminate_by: Option<Instant>,
 }
 
 impl Connection {
@@ -162,6 +169,7 @@ impl Connection {
             state: State::Upgrading(Box::new(upgrade)),
             events: VecDeque::new(),
             pending_error: None,
+            terminate_by: None,
         })
     }
 
@@ -177,6 +185,15 @@ impl Connection {
     /// Whether streams can be opened.
     pub fn is_established(&self) -> bool {
         matches!(self.state, State::Live(_))
+    }
+
+    /// How far the upgrade got (see [`Upgrade::progress`]); 3 once established.
+    pub fn upgrade_progress(&self) -> u8 {
+        match &self.state {
+            State::Upgrading(u) => u.progress(),
+            State::Live(_) => 3,
+            State::Closed => 0,
+        }
     }
 
     /// Whether the connection has ended.
@@ -213,7 +230,12 @@ impl Connection {
             }
             live.pending_muxer = None;
         }
-        live.session.handle_input(now, &mut live.plain_in)?;
+        // A protocol violation is not fatal here: the session queues Go Away (spec: "send Go
+        // Away(1) once, then close") and reports `Closed` once it went out.
+        if let Err(error) = live.session.handle_input(now, &mut live.plain_in) {
+            tracing::debug!(%error, "yamux protocol violation");
+            self.terminate_by.get_or_insert(now + GO_AWAY_TIMEOUT);
+        }
         self.process_session_events();
         Ok(())
     }
@@ -469,6 +491,11 @@ impl Connection {
             State::Live(live) => {
                 live.session.handle_timeout(now);
                 self.process_session_events();
+                if self.terminate_by.is_some_and(|t| now >= t) && !self.is_closed() {
+                    let error = self.pending_error.take();
+                    self.state = State::Closed;
+                    self.events.push_back(Event::Closed { error });
+                }
             }
             State::Closed => {}
         }
@@ -478,7 +505,10 @@ impl Connection {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
             State::Upgrading(upgrade) => upgrade.poll_timeout(),
-            State::Live(live) => live.session.poll_timeout(),
+            State::Live(live) => match (live.session.poll_timeout(), self.terminate_by) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
             State::Closed => None,
         }
     }
@@ -511,6 +541,21 @@ impl Connection {
         tracing::debug!(%error, "connection failed");
         self.state = State::Closed;
         self.events.push_back(Event::Closed { error: Some(error) });
+    }
+
+    /// Bytes this connection buffers: decrypted input not yet parsed, encrypted output not yet
+    /// handed out, yamux receive and send buffers and stream negotiation buffers (a memory
+    /// metric; the upgrade's handshake buffers are bounded by the handshake limits).
+    pub fn buffered_bytes(&self) -> u64 {
+        match &self.state {
+            State::Live(live) => {
+                let negotiation: usize = live.streams.values().map(|s| s.buffer.len()).sum();
+                (live.plain_in.len() + live.raw_out.len() + negotiation) as u64
+                    + live.session.recv_buffered()
+                    + live.session.send_buffered()
+            }
+            _ => 0,
+        }
     }
 
     /// Number of streams with state on this connection.

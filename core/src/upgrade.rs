@@ -568,6 +568,18 @@ impl Upgrade {
         Some(n)
     }
 
+    /// How far the upgrade got: 0 agreeing on security, 1 in the security handshake, 2 agreeing
+    /// on the muxer, 3 done (0 too once failed). Lets a host that must drop a pending
+    /// connection spare the ones making progress.
+    pub fn progress(&self) -> u8 {
+        match &self.stage {
+            Stage::SecurityDialer { .. } | Stage::SecurityListener(_) | Stage::Gone => 0,
+            Stage::Handshake(_) => 1,
+            Stage::Muxer { .. } => 2,
+            Stage::Done { .. } => 3,
+        }
+    }
+
     /// The upgrade deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
         (!matches!(self.stage, Stage::Done { .. })).then_some(self.deadline)

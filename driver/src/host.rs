@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::Duration;
@@ -153,6 +154,11 @@ pub(crate) struct Inner<R: Runtime> {
 
 pub(crate) struct Shared<R: Runtime> {
     pub(crate) inner: Mutex<Inner<R>>,
+    /// Bytes held in the connection tasks' socket buffers (read, not yet consumed by the
+    /// swarm; taken from the swarm, not yet written).
+    pub(crate) io_buffered: AtomicUsize,
+    /// Connection tasks alive, each owning one socket.
+    pub(crate) sockets: AtomicUsize,
 }
 
 impl<R: Runtime> Shared<R> {
@@ -426,6 +432,8 @@ impl<R: Runtime> Host<R> {
                 event_waker: None,
                 shut_down: false,
             }),
+            io_buffered: AtomicUsize::new(0),
+            sockets: AtomicUsize::new(0),
         });
         io::spawn_timer(shared.clone(), &runtime);
         Ok(Self {
@@ -600,6 +608,21 @@ impl<R: Runtime> Host<R> {
     /// Number of streams with state.
     pub fn num_streams(&self) -> usize {
         self.shared.lock().swarm.num_streams()
+    }
+
+    /// Bytes the host buffers for its connections: the swarm's (decrypted input, encrypted
+    /// output, yamux receive and send buffers, negotiation buffers) plus the connection
+    /// tasks' socket buffers. A memory metric for tests and monitoring.
+    pub fn buffered_bytes(&self) -> u64 {
+        let swarm = self.shared.lock().swarm.buffered_bytes();
+        swarm + self.shared.io_buffered.load(Ordering::Relaxed) as u64
+    }
+
+    /// Open sockets (connection tasks still running). Can exceed
+    /// [`num_connections`](Self::num_connections) while closed connections flush their last
+    /// bytes.
+    pub fn num_sockets(&self) -> usize {
+        self.shared.sockets.load(Ordering::Relaxed)
     }
 
     /// Closes every connection and listener. Streams fail afterwards.

@@ -2,9 +2,10 @@
 
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_io::{AsyncRead, AsyncWrite};
@@ -21,6 +22,9 @@ const READ_CHUNK: usize = 64 * 1024;
 /// (the core consumes everything within its windows, so this is only reached by a peer
 /// sending beyond them).
 const MAX_UNCONSUMED_INPUT: usize = 1024 * 1024;
+/// How long a closing connection may take to flush its last bytes before the socket is closed
+/// anyway: a peer that stops reading must not keep a socket (and its buffers) forever.
+const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// Reads and writes per wake-up before the task yields, so one busy connection cannot starve
 /// the others on the same executor thread (quinn's work limiter).
 const WORK_PER_WAKE: usize = 32;
@@ -116,8 +120,25 @@ pub(crate) fn spawn_listener<R: Runtime>(
                 Ok(id) => spawn_connection(shared.clone(), &rt, id, tcp),
                 Err(e) => tracing::debug!(%e, %remote, "refused inbound connection"),
             }
+            // Let the accepted connections read before accepting more: under a connect storm
+            // the pending-incoming limit should see their progress (or their end of file).
+            yield_now().await;
         }
     }));
+}
+
+/// Yields to the executor once.
+async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            return Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    })
+    .await
 }
 
 /// Runs `fut`, also finishing (with `None`) when the host shuts down.
@@ -197,6 +218,8 @@ async fn run_connection<R: Runtime>(
     let mut input = BytesMut::with_capacity(READ_CHUNK);
     let mut output = BytesMut::with_capacity(READ_CHUNK);
     let mut read_open = true;
+    let mut metrics = SocketMetrics::new(&shared);
+    let mut linger: Option<BoxFuture<'static, ()>> = None;
     poll_fn(|cx| {
         let mut work = 0;
         loop {
@@ -255,6 +278,13 @@ async fn run_connection<R: Runtime>(
                     Poll::Pending => break,
                 }
             }
+            if !output.is_empty() && (closing || !read_open) {
+                let timer = linger.get_or_insert_with(|| rt.sleep_until(rt.now() + CLOSE_LINGER));
+                if timer.as_mut().poll(cx).is_ready() {
+                    tracing::debug!(?id, unsent = output.len(), "peer does not read; closing");
+                    output.clear();
+                }
+            }
             if output.is_empty() && (closing || !read_open) {
                 let _ = Pin::new(&mut tcp).poll_close(cx);
                 let mut inner = shared.lock();
@@ -265,6 +295,7 @@ async fn run_connection<R: Runtime>(
                     inner.swarm.handle_closed(now, id);
                     inner.pump(&shared);
                 }
+                metrics.report(input.len() + output.len());
                 return Poll::Ready(());
             }
             if !progress {
@@ -274,18 +305,55 @@ async fn run_connection<R: Runtime>(
                     let inner = shared.lock();
                     inner.closing.contains(&id) || inner.shut_down
                 };
-                if !pending {
+                // Blocked on a peer that does not read: the socket or the linger timer wakes us.
+                if !pending || !output.is_empty() {
+                    metrics.report(input.len() + output.len());
                     return Poll::Pending;
                 }
             }
             work += 1;
             if work >= WORK_PER_WAKE {
                 cx.waker().wake_by_ref();
+                metrics.report(input.len() + output.len());
                 return Poll::Pending;
             }
         }
     })
     .await;
+}
+
+/// Keeps [`Shared::io_buffered`] and [`Shared::sockets`] up to date for one connection task.
+struct SocketMetrics<'a, R: Runtime> {
+    shared: &'a Shared<R>,
+    reported: usize,
+}
+
+impl<'a, R: Runtime> SocketMetrics<'a, R> {
+    fn new(shared: &'a Shared<R>) -> Self {
+        shared.sockets.fetch_add(1, Ordering::Relaxed);
+        Self {
+            shared,
+            reported: 0,
+        }
+    }
+
+    fn report(&mut self, buffered: usize) {
+        if buffered > self.reported {
+            let d = buffered - self.reported;
+            self.shared.io_buffered.fetch_add(d, Ordering::Relaxed);
+        } else {
+            let d = self.reported - buffered;
+            self.shared.io_buffered.fetch_sub(d, Ordering::Relaxed);
+        }
+        self.reported = buffered;
+    }
+}
+
+impl<R: Runtime> Drop for SocketMetrics<'_, R> {
+    fn drop(&mut self) {
+        self.report(0);
+        self.shared.sockets.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 pub(crate) fn spawn_timer<R: Runtime>(shared: Arc<Shared<R>>, runtime: &R) {

@@ -13,6 +13,8 @@ pub struct Limits {
     pub max_connections_per_peer: usize,
     /// Inbound connections still upgrading. Default 128, so a flood of half-open
     /// connections cannot starve established ones (go-libp2p limits pending inbound too).
+    /// At the limit a new inbound connection replaces the oldest upgrading one, so such a
+    /// flood cannot lock out new dialers either.
     pub max_pending_incoming: usize,
     /// Streams per connection (yamux's limit). Default 8192.
     pub max_streams_per_connection: usize,

@@ -481,13 +481,30 @@ impl Swarm {
         local: Multiaddr,
         remote: Multiaddr,
     ) -> Result<ConnectionId, Error> {
-        let pending_inbound = self
-            .connections
-            .values()
-            .filter(|c| c.peer.is_none() && matches!(c.endpoint, Endpoint::Listener { .. }))
-            .count();
-        if pending_inbound >= self.limits.max_pending_incoming {
-            return Err(Error::Limit("pending incoming connections"));
+        let pending_inbound = || {
+            self.connections.iter().filter(|(_, c)| {
+                c.peer.is_none() && !c.closing && matches!(c.endpoint, Endpoint::Listener { .. })
+            })
+        };
+        if pending_inbound().count() >= self.limits.max_pending_incoming {
+            // Drop an upgrading connection rather than the new one: the least advanced, the
+            // oldest of those (it has had the longest to finish its handshake, while an honest
+            // dialer needs only a few round trips). Refusing instead would let a peer holding
+            // `max_pending_incoming` idle sockets lock every dialer out until the upgrade
+            // timeout.
+            let victim = pending_inbound().min_by_key(|(id, c)| (c.conn.upgrade_progress(), **id));
+            let Some(oldest) = victim.map(|(id, _)| *id) else {
+                return Err(Error::Limit("pending incoming connections"));
+            };
+            tracing::debug!(
+                ?oldest,
+                "too many pending incoming connections; dropping the oldest"
+            );
+            self.remove_connection(
+                now,
+                oldest,
+                Some(Error::Limit("pending incoming connections")),
+            );
         }
         if self.connections.len() >= self.limits.max_connections {
             return Err(Error::Limit("connections"));
@@ -1128,6 +1145,14 @@ impl Swarm {
         self.connections
             .values()
             .map(|c| c.conn.num_streams())
+            .sum()
+    }
+
+    /// Bytes buffered by all connections (see [`Connection::buffered_bytes`]): a memory metric.
+    pub fn buffered_bytes(&self) -> u64 {
+        self.connections
+            .values()
+            .map(|c| c.conn.buffered_bytes())
             .sum()
     }
 
