@@ -118,6 +118,24 @@ struct StreamState {
     /// Bytes read from the stream during negotiation; what is left after it belongs to the
     /// application and is served before anything else.
     buffer: BytesMut,
+    /// The end of the stream was read during negotiation: reads end after `buffer`.
+    eof: bool,
+}
+
+impl StreamState {
+    fn new(negotiation: Negotiation) -> Self {
+        Self {
+            negotiation,
+            buffer: BytesMut::new(),
+            eof: false,
+        }
+    }
+
+    /// Negotiated, with data or the end read during negotiation still to hand out: kept
+    /// even once the session has forgotten the stream.
+    fn has_pending_read(&self) -> bool {
+        matches!(self.negotiation, Negotiation::Done) && (self.eof || !self.buffer.is_empty())
+    }
 }
 
 /// The established part of a connection.
@@ -254,13 +272,8 @@ impl Connection {
                 yamux::Event::InboundStream(id) => {
                     let listener =
                         Listener::new(self.config.protocols.clone(), ListenerConfig::default());
-                    live.streams.insert(
-                        id,
-                        StreamState {
-                            negotiation: Negotiation::Inbound(listener),
-                            buffer: BytesMut::new(),
-                        },
-                    );
+                    live.streams
+                        .insert(id, StreamState::new(Negotiation::Inbound(listener)));
                     if let Some(mut s) = live.session.stream(id) {
                         let _ = s.accept();
                     }
@@ -343,13 +356,8 @@ impl Connection {
         if let Some(mut stream) = live.session.stream(id) {
             stream.write_bytes(proposal.freeze())?;
         }
-        live.streams.insert(
-            id,
-            StreamState {
-                negotiation: Negotiation::Outbound(dialer),
-                buffer: BytesMut::new(),
-            },
-        );
+        live.streams
+            .insert(id, StreamState::new(Negotiation::Outbound(dialer)));
         Ok(id)
     }
 
@@ -377,6 +385,11 @@ impl Connection {
         if !state.buffer.is_empty() {
             let n = state.buffer.len().min(max);
             return Ok(Some(state.buffer.split_to(n).freeze()));
+        }
+        if state.eof {
+            state.eof = false;
+            live.prune();
+            return Ok(None);
         }
         let mut stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
         match stream.read(max) {
@@ -523,12 +536,14 @@ impl Connection {
 }
 
 impl Live {
-    /// Forgets streams the session no longer has (both directions closed). Cheap when
+    /// Forgets streams the session no longer has (both directions closed), unless data or the
+    /// end read during negotiation is still to be handed out. Cheap when
     /// nothing ended: the session's count is compared first.
     fn prune(&mut self) {
         if self.streams.len() > self.session.num_streams() {
             let session = &mut self.session;
-            self.streams.retain(|id, _| session.stream(*id).is_some());
+            self.streams
+                .retain(|id, s| s.has_pending_read() || session.stream(*id).is_some());
         }
     }
 }
@@ -552,6 +567,7 @@ fn negotiate(live: &mut Live, id: StreamId, events: &mut VecDeque<Event>) {
             }
         }
     }
+    state.eof |= eof;
     let outcome = match &mut state.negotiation {
         Negotiation::Outbound(dialer) => match dialer.handle_input(&mut state.buffer) {
             Ok(DialerStatus::Agreed(protocol)) => Ok(Some((protocol, false))),
