@@ -266,7 +266,6 @@ impl Connection {
         let State::Live(live) = &mut self.state else {
             return;
         };
-        live.prune();
         while let Some(event) = live.session.poll_event() {
             match event {
                 yamux::Event::InboundStream(id) => {
@@ -336,6 +335,9 @@ impl Connection {
                 }
             }
         }
+        // After the events: a reset stream is gone from the session, and pruning it first
+        // would swallow its StreamReset.
+        live.prune();
     }
 
     /// Opens a stream proposing `protocols` in order. With one protocol the stream is

@@ -22,8 +22,8 @@
 //! moves. [`NetSim::step`] jumps to the earliest queued delivery or swarm deadline. The same
 //! seed gives the same run: [`NetSim::log_hash`] hashes every logged event with its time.
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -138,7 +138,11 @@ enum Action {
     /// The dial failed.
     DialFailed { link: LinkId, reason: String },
     /// Bytes arrive at side `to`.
-    Data { link: LinkId, to: usize, bytes: Bytes },
+    Data {
+        link: LinkId,
+        to: usize,
+        bytes: Bytes,
+    },
     /// End of file arrives at side `to`.
     Eof { link: LinkId, to: usize },
 }
@@ -158,6 +162,8 @@ pub struct ClientStream {
     pub failed: Option<Error>,
     /// Echoed bytes received so far.
     pub received: Vec<u8>,
+    /// We finished our side.
+    pub finished: bool,
     /// The remote finished the stream.
     pub eof: bool,
     /// The stream was reset or its connection died.
@@ -194,6 +200,9 @@ pub struct EchoApp {
     /// Finish an inbound stream after echoing a newline (go's `doEcho`), not only at the
     /// remote's end.
     pub line_mode: bool,
+    /// Do not finish echo requests after writing their payload (keeps streams open until
+    /// [`NetSim::finish_all`]).
+    pub hold_finish: bool,
     /// Stream requests made by this node.
     pub requests: BTreeMap<StreamRequestId, ClientStream>,
     streams: HashMap<StreamRef, StreamRequestId>,
@@ -284,10 +293,9 @@ impl EchoApp {
                 Ok(n) => req.written += n,
             }
         }
-        if req.written == req.payload.len() && !req.payload.is_empty() || req.payload.is_empty() {
-            // Finishing twice is an error the swarm reports; ignore it.
+        if !self.hold_finish && !req.finished {
+            req.finished = true;
             let _ = swarm.finish(stream);
-            req.written = req.payload.len();
         }
     }
 
@@ -604,6 +612,22 @@ impl NetSim {
         request
     }
 
+    /// Finishes every open echo request of `node` whose payload is written (see
+    /// [`EchoApp::hold_finish`]).
+    pub fn finish_all(&mut self, node: NodeId) {
+        let n = &mut self.nodes[node];
+        n.app.hold_finish = false;
+        for req in n.app.requests.values_mut() {
+            if let Some(stream) = req.stream {
+                if !req.finished && !req.reset && req.written == req.payload.len() {
+                    req.finished = true;
+                    let _ = n.swarm.finish(stream);
+                }
+            }
+        }
+        self.pump();
+    }
+
     /// The echo request's state.
     pub fn request(&self, node: NodeId, request: StreamRequestId) -> &ClientStream {
         &self.nodes[node].app.requests[&request]
@@ -702,12 +726,26 @@ impl NetSim {
         let at = start + serialize + link.latency;
         let mut bytes = bytes;
         match max_chunk {
-            None => self.schedule_at(at, Action::Data { link: link_id, to, bytes }),
+            None => self.schedule_at(
+                at,
+                Action::Data {
+                    link: link_id,
+                    to,
+                    bytes,
+                },
+            ),
             Some(max) => {
                 while !bytes.is_empty() {
                     let n = (self.rng.range(1, max as u64) as usize).min(bytes.len());
                     let chunk = bytes.split_to(n);
-                    self.schedule_at(at, Action::Data { link: link_id, to, bytes: chunk });
+                    self.schedule_at(
+                        at,
+                        Action::Data {
+                            link: link_id,
+                            to,
+                            bytes: chunk,
+                        },
+                    );
                 }
             }
         }
