@@ -578,6 +578,13 @@ impl NetSim {
         addr_of(ip, port).with(AddrProto::P2p(self.peer(node)))
     }
 
+    /// The first address `node` listens on, with `/p2p`.
+    pub fn listen_addrs_of(&self, node: NodeId) -> Multiaddr {
+        let addr = self.swarm(node).listen_addrs().into_iter().next();
+        addr.expect("node listens")
+            .with(AddrProto::P2p(self.peer(node)))
+    }
+
     /// The swarm at `node` dials `addr`.
     pub fn dial(&mut self, node: NodeId, addr: Multiaddr) -> Result<ConnectionId, Error> {
         let now = self.now();

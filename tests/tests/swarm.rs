@@ -139,23 +139,28 @@ fn thousand_concurrent_streams() {
     let peer = sim.peer(listener);
     let mut reqs = Vec::new();
     let mut rng = plait_tests::sim::Rng::new(4);
-    // yamux allows 256 unacknowledged outbound streams: open in batches of 200, one round
-    // trip apart.
+    let listen = sim.listen_addrs_of(listener);
+    sim.dial(dialer, listen).unwrap();
+    assert!(sim.run_until(|s| s.swarm(dialer).num_established() == 1, SECOND));
+    // yamux allows 256 unacknowledged outbound streams: open in batches of 200, more than a
+    // round trip apart.
     for batch in 0..5 {
         for _ in 0..200 {
             let payload = rng.bytes(4096);
             reqs.push(sim.open_echo(dialer, peer, vec![ECHO], payload));
         }
-        let until = sim.elapsed() + ms(25);
+        let until = sim.elapsed() + ms(50);
         sim.run_until(|s| s.elapsed() >= until, until);
         assert_eq!(reqs.len(), (batch + 1) * 200);
     }
-    assert!(sim.run_until(
-        |s| reqs
-            .iter()
-            .all(|r| s.request(dialer, *r).received.len() == 4096),
-        10 * SECOND
-    ));
+    let all_echoed = sim.run_until(
+        |s| {
+            reqs.iter()
+                .all(|r| s.request(dialer, *r).received.len() == 4096)
+        },
+        10 * SECOND,
+    );
+    assert!(all_echoed);
     assert_eq!(sim.swarm(dialer).num_established(), 1);
     assert_eq!(sim.links().len(), 1, "one connection carries everything");
     assert_eq!(sim.swarm(listener).num_streams(), 1000, "all open at once");
@@ -214,7 +219,7 @@ fn dialing_the_wrong_peer_fails() {
     let conn = sim
         .dial(dialer, bare.clone().with(AddrProto::P2p(other)))
         .unwrap();
-    // A stream request to `other`, whose only address is the listener's.
+    // A stream request to `other` joins that dial.
     sim.swarm_mut(dialer).add_addresses(other, [bare.clone()]);
     let req = sim.open_echo(dialer, other, vec![ECHO], HELLO.to_vec());
     assert!(sim.run_until(|s| s.request(dialer, req).settled(), 5 * SECOND));
@@ -234,14 +239,22 @@ fn dialing_the_wrong_peer_fails() {
             _ => None,
         })
         .collect();
-    assert_eq!(failures.len(), 2, "{failures:?}");
-    assert!(failures[0].starts_with(&format!("{conn:?}")));
-    for f in &failures {
-        assert!(f.contains("remote authenticated as"), "{f}");
-    }
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert!(failures[0].starts_with(&format!("{conn:?} noise: peer id mismatch")));
     let r = sim.request(dialer, req);
     assert_eq!(r.answers, 1);
-    assert!(matches!(&r.failed, Some(Error::Connection(m)) if m.contains("authenticated as")));
+    assert!(matches!(&r.failed, Some(Error::Connection(m)) if m.contains("mismatch")));
+    assert_eq!(sim.links().len(), 1);
+    // Plaintext too.
+    let (mut sim, _, dialer, addr) = pair(Security::Plaintext);
+    let (bare, _) = plait_core::multiaddr::split_p2p(&addr);
+    sim.dial(dialer, bare.with(AddrProto::P2p(other))).unwrap();
+    sim.run_idle(5 * SECOND);
+    let wrong = count(&sim, dialer, |e| {
+        matches!(e, Event::ConnectionFailed { error: Error::Connection(m), .. }
+            if m.contains("plaintext: peer id mismatch"))
+    });
+    assert_eq!(wrong, 1);
     assert_eq!(
         count(&sim, dialer, |e| matches!(e, Event::Connected { .. })),
         0
@@ -353,7 +366,11 @@ fn stalled_upgrade_times_out_at_15s() {
         .collect();
     assert_eq!(failed.len(), 1);
     assert_eq!(failed[0].0, deadline, "{:?}", failed[0].1);
-    assert!(format!("{:?}", failed[0].1).contains("Timeout"));
+    assert!(
+        format!("{:?}", failed[0].1).contains("did not finish within 15s"),
+        "{:?}",
+        failed[0].1
+    );
     assert_eq!(sim.raw(raw).eof_at, Some(deadline + latency));
     // The listener answered the header (and nothing else).
     assert_eq!(&sim.raw(raw).received, b"\x13/multistream/1.0.0\n");
@@ -582,6 +599,7 @@ fn same_seed_same_run() {
     let run = |seed: u64| {
         let (mut sim, listener, dialer, _) = pair_with(seed, Security::Noise, |_| {}, |_| {});
         sim.max_chunk = Some(50);
+        sim.default_latency = ms(5 + seed % 7);
         let peer = sim.peer(listener);
         let mut rng = plait_tests::sim::Rng::new(seed);
         let reqs: Vec<_> = (0..20)
