@@ -688,3 +688,22 @@ proptest! {
         }
     }
 }
+
+/// A request still negotiating (several candidates) when its connection dies is answered.
+#[test]
+fn negotiating_request_answered_when_connection_dies() {
+    let (mut sim, listener, dialer, addr) = pair(Security::Noise);
+    sim.dial(dialer, addr).unwrap();
+    assert!(sim.run_until(|s| s.swarm(dialer).num_established() == 1, SECOND));
+    let peer = sim.peer(listener);
+    let protos = vec![Protocol::from_static("/nope/1.0.0"), ECHO];
+    let req = sim.open_echo(dialer, peer, protos, HELLO.to_vec());
+    // The proposal is in flight; the link breaks before the answer.
+    sim.run_for(ms(5));
+    let link = sim.links_between(listener, dialer)[0];
+    sim.cut(link);
+    let r = sim.request(dialer, req);
+    assert_eq!(r.answers, 1, "{r:?}");
+    assert!(r.failed.is_some());
+    no_state_left(&sim, &[listener, dialer]);
+}

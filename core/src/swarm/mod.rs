@@ -899,7 +899,10 @@ impl Swarm {
         if !entry.closing && entry.socket_open {
             self.commands.push_back(Command::Close { connection });
         }
-        for (request, _) in entry.waiting {
+        let mut negotiating: Vec<StreamRequestId> = entry.requests.into_values().collect();
+        negotiating.sort();
+        let requests = entry.waiting.into_iter().map(|(r, _)| r).chain(negotiating);
+        for request in requests {
             self.events.push_back(Event::StreamOpenFailed {
                 request,
                 error: error.clone().unwrap_or(Error::Closed),
