@@ -23,7 +23,7 @@
 //! seed gives the same run: [`NetSim::log_hash`] hashes every logged event with its time.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
@@ -72,7 +72,7 @@ impl Rng {
 
     /// True with probability `p`.
     pub fn chance(&mut self, p: f64) -> bool {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 1.0 < p
+        ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
     }
 
     /// `n` random bytes.
@@ -211,6 +211,8 @@ pub struct EchoApp {
     pub inbound: u64,
     /// Bytes echoed by the server side.
     pub echoed: u64,
+    /// Nodes this one knows (free for tests to use: topology bookkeeping).
+    pub known: Vec<NodeId>,
 }
 
 impl EchoApp {
@@ -396,6 +398,7 @@ pub struct Node {
     ip: Ipv4Addr,
     inputs: HashMap<ConnectionId, BytesMut>,
     timer_fired_at: Option<Duration>,
+    timer: Option<Duration>,
 }
 
 /// The simulated network.
@@ -426,6 +429,10 @@ pub struct NetSim {
     /// Keep events in [`Node::events`] (the hash is always computed).
     pub keep_events: bool,
     hash: u64,
+    /// Nodes with inputs since they were last drained.
+    dirty: BTreeSet<NodeId>,
+    /// Each node's next deadline, as recorded after it was last drained.
+    timers: BTreeSet<(Duration, NodeId)>,
     /// Events logged so far.
     pub num_events: u64,
 }
@@ -495,6 +502,8 @@ impl NetSim {
             bandwidth: None,
             keep_events: true,
             hash: 0xcbf2_9ce4_8422_2325,
+            dirty: BTreeSet::new(),
+            timers: BTreeSet::new(),
             num_events: 0,
         }
     }
@@ -529,7 +538,9 @@ impl NetSim {
             ip,
             inputs: HashMap::new(),
             timer_fired_at: None,
+            timer: None,
         });
+        self.dirty.insert(id);
         id
     }
 
@@ -545,6 +556,7 @@ impl NetSim {
 
     /// The node's swarm, to act on; call [`pump`](Self::pump) afterwards.
     pub fn swarm_mut(&mut self, node: NodeId) -> &mut Swarm {
+        self.dirty.insert(node);
         &mut self.nodes[node].swarm
     }
 
@@ -573,6 +585,7 @@ impl NetSim {
     pub fn listen(&mut self, node: NodeId, port: u16) -> Multiaddr {
         let ip = self.nodes[node].ip;
         let listener = self.nodes[node].swarm.listen(addr_of(ip, port));
+        self.dirty.insert(node);
         self.pump();
         let (ip, port) = self.node_listeners[&(node, listener)];
         addr_of(ip, port).with(AddrProto::P2p(self.peer(node)))
@@ -589,6 +602,7 @@ impl NetSim {
     pub fn dial(&mut self, node: NodeId, addr: Multiaddr) -> Result<ConnectionId, Error> {
         let now = self.now();
         let r = self.nodes[node].swarm.dial(now, addr);
+        self.dirty.insert(node);
         self.pump();
         r
     }
@@ -615,6 +629,7 @@ impl NetSim {
             },
         );
         // Answers queued by open_stream are delivered by pump, after the registration.
+        self.dirty.insert(node);
         self.pump();
         request
     }
@@ -632,6 +647,7 @@ impl NetSim {
                 }
             }
         }
+        self.dirty.insert(node);
         self.pump();
     }
 
@@ -848,6 +864,7 @@ impl NetSim {
         }
         self.listeners.retain(|_, n| *n != node);
         self.nodes[node].alive = false;
+        self.update_timer(node);
     }
 
     fn deliver_eof(&mut self, end: End) {
@@ -859,6 +876,7 @@ impl NetSim {
                 n.inputs.remove(&conn);
                 if n.alive {
                     n.swarm.handle_closed(now, conn);
+                    self.dirty.insert(node);
                 }
             }
             End::Raw(raw) => {
@@ -908,6 +926,7 @@ impl NetSim {
                             l.ends[1] = Some(End::Swarm { node, conn });
                         }
                         self.conn_links.insert((node, conn), (link, 1));
+                        self.dirty.insert(node);
                         self.schedule(latency, Action::Connected { link });
                     }
                     Err(_) => {
@@ -928,17 +947,16 @@ impl NetSim {
                     return;
                 }
                 match l.ends[0] {
-                    Some(End::Swarm { node, conn }) => {
-                        if self.nodes[node].alive {
-                            self.nodes[node].swarm.handle_connected(now, conn);
-                        }
+                    Some(End::Swarm { node, conn }) if self.nodes[node].alive => {
+                        self.nodes[node].swarm.handle_connected(now, conn);
+                        self.dirty.insert(node);
                     }
                     Some(End::Raw(raw)) => {
                         if let Some(r) = self.raws.get_mut(&raw) {
                             r.connected_at = Some(self.now);
                         }
                     }
-                    None => {}
+                    _ => {}
                 }
             }
             Action::DialFailed { link, reason } => {
@@ -951,6 +969,7 @@ impl NetSim {
                         self.conn_links.remove(&(node, conn));
                         if self.nodes[node].alive {
                             self.nodes[node].swarm.handle_dial_failed(now, conn, reason);
+                            self.dirty.insert(node);
                         }
                     }
                     Some(End::Raw(raw)) => {
@@ -977,6 +996,7 @@ impl NetSim {
                         let input = n.inputs.entry(conn).or_default();
                         input.extend_from_slice(&bytes);
                         n.swarm.handle_input(now, conn, input);
+                        self.dirty.insert(node);
                     }
                     Some(End::Raw(raw)) => {
                         if let Some(r) = self.raws.get_mut(&raw) {
@@ -1068,53 +1088,58 @@ impl NetSim {
                 }
                 self.nodes[node].inputs.remove(&connection);
                 self.nodes[node].swarm.handle_closed(now, connection);
+                self.dirty.insert(node);
             }
             _ => {}
         }
     }
 
-    /// Drains every swarm's commands and events and flushes every connection until nothing
-    /// moves.
+    /// Drains the commands and events of every swarm that had input and flushes its
+    /// connections, until nothing moves; then records each such swarm's next deadline.
     pub fn pump(&mut self) {
+        while let Some(node) = self.dirty.pop_first() {
+            if self.nodes[node].alive {
+                self.drain(node);
+            }
+            self.update_timer(node);
+        }
+    }
+
+    fn drain(&mut self, node: NodeId) {
         let now = self.now();
         loop {
             let mut progress = false;
-            for node in 0..self.nodes.len() {
-                if !self.nodes[node].alive {
+            while let Some(command) = self.nodes[node].swarm.poll_command() {
+                progress = true;
+                self.handle_command(node, command);
+            }
+            while let Some(event) = self.nodes[node].swarm.poll_event() {
+                progress = true;
+                let n = &mut self.nodes[node];
+                n.app.on_event(self.now, now, &mut n.swarm, &event);
+                let line = format!("{} {} {:?}", self.now.as_nanos(), node, event);
+                self.hash = fnv(self.hash, line.as_bytes());
+                self.num_events += 1;
+                if self.keep_events {
+                    self.nodes[node].events.push((self.now, event));
+                }
+            }
+            let mut conns: Vec<ConnectionId> =
+                self.nodes[node].swarm.connections_with_output().collect();
+            conns.sort();
+            for conn in conns {
+                let mut out = BytesMut::new();
+                while self.nodes[node]
+                    .swarm
+                    .poll_transmit(now, conn, &mut out)
+                    .is_some()
+                {}
+                if out.is_empty() {
                     continue;
                 }
-                while let Some(command) = self.nodes[node].swarm.poll_command() {
-                    progress = true;
-                    self.handle_command(node, command);
-                }
-                while let Some(event) = self.nodes[node].swarm.poll_event() {
-                    progress = true;
-                    let n = &mut self.nodes[node];
-                    n.app.on_event(self.now, now, &mut n.swarm, &event);
-                    let line = format!("{} {} {:?}", self.now.as_nanos(), node, event);
-                    self.hash = fnv(self.hash, line.as_bytes());
-                    self.num_events += 1;
-                    if self.keep_events {
-                        self.nodes[node].events.push((self.now, event));
-                    }
-                }
-                let mut conns: Vec<ConnectionId> =
-                    self.nodes[node].swarm.connections_with_output().collect();
-                conns.sort();
-                for conn in conns {
-                    let mut out = BytesMut::new();
-                    while self.nodes[node]
-                        .swarm
-                        .poll_transmit(now, conn, &mut out)
-                        .is_some()
-                    {}
-                    if out.is_empty() {
-                        continue;
-                    }
-                    progress = true;
-                    if let Some((link, side)) = self.conn_links.get(&(node, conn)).copied() {
-                        self.send(link, side, out.freeze());
-                    }
+                progress = true;
+                if let Some((link, side)) = self.conn_links.get(&(node, conn)).copied() {
+                    self.send(link, side, out.freeze());
                 }
             }
             if !progress {
@@ -1123,19 +1148,30 @@ impl NetSim {
         }
     }
 
+    fn update_timer(&mut self, node: NodeId) {
+        let n = &mut self.nodes[node];
+        if let Some(t) = n.timer.take() {
+            self.timers.remove(&(t, node));
+        }
+        if !n.alive {
+            return;
+        }
+        let Some(t) = n.swarm.poll_timeout() else {
+            return;
+        };
+        let t = t.saturating_duration_since(self.base);
+        // A deadline that stays in the past after firing: look again a little later.
+        let t = if t <= self.now && n.timer_fired_at == Some(self.now) {
+            self.now + Duration::from_millis(1)
+        } else {
+            t.max(self.now)
+        };
+        n.timer = Some(t);
+        self.timers.insert((t, node));
+    }
+
     fn next_timer(&self) -> Option<Duration> {
-        self.nodes
-            .iter()
-            .filter(|n| n.alive)
-            .filter_map(|n| {
-                let t = n.swarm.poll_timeout()?.saturating_duration_since(self.base);
-                if t <= self.now && n.timer_fired_at == Some(self.now) {
-                    None
-                } else {
-                    Some(t.max(self.now))
-                }
-            })
-            .min()
+        self.timers.first().map(|(t, _)| *t)
     }
 
     /// When the next thing happens, if anything is scheduled.
@@ -1165,11 +1201,18 @@ impl NetSim {
             (_, Some(t)) => {
                 self.now = self.now.max(t);
                 let now = self.now();
-                for n in self.nodes.iter_mut().filter(|n| n.alive) {
-                    if n.swarm.poll_timeout().is_some_and(|d| d <= now) {
+                while let Some(&(at, node)) = self.timers.first() {
+                    if at > self.now {
+                        break;
+                    }
+                    self.timers.remove(&(at, node));
+                    let n = &mut self.nodes[node];
+                    n.timer = None;
+                    if n.alive {
                         n.timer_fired_at = Some(self.now);
                         n.swarm.handle_timeout(now);
                     }
+                    self.dirty.insert(node);
                 }
             }
             _ => return false,
