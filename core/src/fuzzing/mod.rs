@@ -3,6 +3,7 @@
 //!
 //! Every function takes arbitrary bytes and must never panic.
 
+pub mod connection;
 pub mod dial;
 pub mod identity;
 pub mod multistream;
@@ -30,4 +31,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("yamux_session_client", yamux::yamux_session_client),
     ("yamux_session_server", yamux::yamux_session_server),
     ("yamux_pair_ops", yamux::yamux_pair_ops),
+    ("connection_listener", connection::connection_listener),
 ];
