@@ -123,6 +123,24 @@ struct StreamState {
     /// Bytes read from the stream during negotiation; what is left after it belongs to the
     /// application and is served before anything else.
     buffer: BytesMut,
+    /// The end of the stream was read during negotiation: reads end after `buffer`.
+    eof: bool,
+}
+
+impl StreamState {
+    fn new(negotiation: Negotiation) -> Self {
+        Self {
+            negotiation,
+            buffer: BytesMut::new(),
+            eof: false,
+        }
+    }
+
+    /// Negotiated, with data or the end read during negotiation still to hand out: kept
+    /// even once the session has forgotten the stream.
+    fn has_pending_read(&self) -> bool {
+        matches!(self.negotiation, Negotiation::Done) && (self.eof || !self.buffer.is_empty())
+    }
 }
 
 /// The established part of a connection.
@@ -270,19 +288,13 @@ impl Connection {
         let State::Live(live) = &mut self.state else {
             return;
         };
-        live.prune();
         while let Some(event) = live.session.poll_event() {
             match event {
                 yamux::Event::InboundStream(id) => {
                     let listener =
                         Listener::new(self.config.protocols.clone(), ListenerConfig::default());
-                    live.streams.insert(
-                        id,
-                        StreamState {
-                            negotiation: Negotiation::Inbound(listener),
-                            buffer: BytesMut::new(),
-                        },
-                    );
+                    live.streams
+                        .insert(id, StreamState::new(Negotiation::Inbound(listener)));
                     if let Some(mut s) = live.session.stream(id) {
                         let _ = s.accept();
                     }
@@ -345,6 +357,9 @@ impl Connection {
                 }
             }
         }
+        // After the events: a reset stream is gone from the session, and pruning it first
+        // would swallow its StreamReset.
+        live.prune();
     }
 
     /// Opens a stream proposing `protocols` in order. With one protocol the stream is
@@ -365,13 +380,8 @@ impl Connection {
         if let Some(mut stream) = live.session.stream(id) {
             stream.write_bytes(proposal.freeze())?;
         }
-        live.streams.insert(
-            id,
-            StreamState {
-                negotiation: Negotiation::Outbound(dialer),
-                buffer: BytesMut::new(),
-            },
-        );
+        live.streams
+            .insert(id, StreamState::new(Negotiation::Outbound(dialer)));
         Ok(id)
     }
 
@@ -399,6 +409,11 @@ impl Connection {
         if !state.buffer.is_empty() {
             let n = state.buffer.len().min(max);
             return Ok(Some(state.buffer.split_to(n).freeze()));
+        }
+        if state.eof {
+            state.eof = false;
+            live.prune();
+            return Ok(None);
         }
         let mut stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
         match stream.read(max) {
@@ -568,12 +583,14 @@ impl Connection {
 }
 
 impl Live {
-    /// Forgets streams the session no longer has (both directions closed). Cheap when
+    /// Forgets streams the session no longer has (both directions closed), unless data or the
+    /// end read during negotiation is still to be handed out. Cheap when
     /// nothing ended: the session's count is compared first.
     fn prune(&mut self) {
         if self.streams.len() > self.session.num_streams() {
             let session = &mut self.session;
-            self.streams.retain(|id, _| session.stream(*id).is_some());
+            self.streams
+                .retain(|id, s| s.has_pending_read() || session.stream(*id).is_some());
         }
     }
 }
@@ -597,12 +614,22 @@ fn negotiate(live: &mut Live, id: StreamId, events: &mut VecDeque<Event>) {
             }
         }
     }
+    state.eof |= eof;
     let outcome = match &mut state.negotiation {
-        Negotiation::Outbound(dialer) => match dialer.handle_input(&mut state.buffer) {
-            Ok(DialerStatus::Agreed(protocol)) => Ok(Some((protocol, false))),
-            Ok(DialerStatus::InProgress) => Ok(None),
-            Err(e) => Err(e),
-        },
+        Negotiation::Outbound(dialer) => {
+            let status = dialer.handle_input(&mut state.buffer);
+            // After `na` the dialer proposes its next candidate.
+            let mut proposal = BytesMut::new();
+            dialer.poll_transmit(&mut proposal);
+            if !proposal.is_empty() {
+                let _ = stream.write_bytes(proposal.freeze());
+            }
+            match status {
+                Ok(DialerStatus::Agreed(protocol)) => Ok(Some((protocol, false))),
+                Ok(DialerStatus::InProgress) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
         Negotiation::Inbound(listener) => {
             let status = listener.handle_input(&mut state.buffer);
             let mut answer = BytesMut::new();

@@ -180,3 +180,31 @@ mod tests {
         assert!(EchoArgs::parse(["--bogus".to_string()]).is_err());
     }
 }
+
+/// Runs the ping demo: with `-d MULTIADDR` pings that peer `count` times; without, starts a
+/// second host in the same process and pings it. Prints each round-trip time.
+pub async fn run_ping<R: Runtime>(runtime: R, args: EchoArgs, count: usize) -> Result<(), Error> {
+    let host = Host::new(runtime.clone(), args.config(1))?;
+    let (peer, _other) = match args.dial.clone() {
+        Some(addr) => (host.dial(addr).await?, None),
+        None => {
+            let other = Host::new(runtime, args.config(0))?;
+            other
+                .listen("/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr"))
+                .await?;
+            let addr = other
+                .listen_addrs()
+                .into_iter()
+                .next()
+                .ok_or(Error::Closed)?;
+            println!("pinging {addr}");
+            (host.dial(addr).await?, Some(other))
+        }
+    };
+    for i in 1..=count {
+        let rtt = host.ping(peer).await?;
+        println!("ping {i}: {peer} rtt {rtt:?}");
+    }
+    host.close();
+    Ok(())
+}

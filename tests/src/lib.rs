@@ -1,4 +1,5 @@
 //! Shared helpers for the cross-crate tests.
 
-pub mod libp2p_peer;
 pub mod hostile;
+pub mod libp2p_peer;
+pub mod sim;

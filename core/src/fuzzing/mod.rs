@@ -6,6 +6,7 @@
 // The fuzz harness is a driver: it may read the clock once for a base instant.
 #![allow(clippy::disallowed_methods)]
 
+pub mod connection;
 pub mod dial;
 pub mod identity;
 pub mod multistream;
@@ -33,4 +34,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("yamux_session_client", yamux::yamux_session_client),
     ("yamux_session_server", yamux::yamux_session_server),
     ("yamux_pair_ops", yamux::yamux_pair_ops),
+    ("connection_listener", connection::connection_listener),
 ];

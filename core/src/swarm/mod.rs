@@ -637,6 +637,14 @@ impl Swarm {
             self.open_on(now, connection, request, protocols);
             return request;
         }
+        // A direct dial to this peer in flight (`dial(addr/p2p/peer)`): join it rather than
+        // opening a second connection.
+        if let Some(entry) = self.connections.values_mut().find(|c| {
+            c.expected_peer == Some(peer) && c.peer.is_none() && c.attempt.is_none() && !c.closing
+        }) {
+            entry.waiting.push((request, protocols));
+            return request;
+        }
         // Dial through the scheduler: one worker per peer, later requests join it.
         let addrs = self.addresses.addrs(now, &peer);
         let dial = self.dialer.dial(now, peer, addrs, DialOpts::default());
@@ -999,7 +1007,7 @@ impl Swarm {
                         peer,
                         error: "stream reset".into(),
                     }),
-                    Service::PingResponder(_) => None,
+                    Service::PingResponder(_) | Service::Drain { .. } => None,
                 }
             }
             Event::Connected {
@@ -1062,6 +1070,12 @@ impl Swarm {
             let _ = entry.conn.write(stream.stream, &out);
         }
         let _ = entry.conn.finish(stream.stream);
+        // The stream is gone only once the requester's end is read too.
+        let now = self.last_now;
+        if let Some(now) = now {
+            self.services.insert(stream, Service::drain(now));
+            self.drive_service(now, stream);
+        }
     }
 
     /// Moves a built-in service forward with what its stream has received.
@@ -1096,12 +1110,16 @@ impl Swarm {
             return;
         };
         self.services.remove(&stream);
+        if let Outcome::Abandoned = outcome {
+            let _ = entry.conn.reset(stream.stream);
+            return;
+        }
         let _ = entry.conn.finish(stream.stream);
         let Some(peer) = entry.peer else {
             return;
         };
         match outcome {
-            Outcome::Done => {}
+            Outcome::Done | Outcome::Abandoned => {}
             Outcome::Ping(result) => self.events.push_back(Event::PingResult { peer, result }),
             Outcome::Identify(Ok(info)) => {
                 let addrs = info.listen_addrs.clone();
@@ -1285,7 +1303,10 @@ impl Swarm {
         if !entry.closing && entry.socket_open {
             self.commands.push_back(Command::Close { connection });
         }
-        for (request, _) in entry.waiting {
+        let mut negotiating: Vec<StreamRequestId> = entry.requests.into_values().collect();
+        negotiating.sort();
+        let requests = entry.waiting.into_iter().map(|(r, _)| r).chain(negotiating);
+        for request in requests {
             self.events.push_back(Event::StreamOpenFailed {
                 request,
                 error: error.clone().unwrap_or(Error::Closed),

@@ -32,12 +32,17 @@ pub(super) enum Service {
         decoder: identify::Decoder,
         deadline: Instant,
     },
+    /// We are done sending and discard what arrives until the remote's end (so the stream
+    /// can be forgotten), or reset at the deadline.
+    Drain { deadline: Instant },
 }
 
 /// What a service has to report when it ends.
 pub(super) enum Outcome {
     /// Nothing (responders).
     Done,
+    /// The remote did not end the stream in time: reset it.
+    Abandoned,
     /// A ping's round-trip time, or why it failed.
     Ping(Result<Duration, String>),
     /// The remote's identify information, or why reading it failed.
@@ -56,6 +61,13 @@ impl Service {
     /// A ping responder for an inbound stream.
     pub(super) fn ping_responder(now: Instant) -> Self {
         Self::PingResponder(ping::Responder::new(now, ping::ResponderConfig::default()))
+    }
+
+    /// Discards input until the remote's end of stream.
+    pub(super) fn drain(now: Instant) -> Self {
+        Self::Drain {
+            deadline: now + SERVICE_TIMEOUT,
+        }
     }
 
     /// A single outbound ping.
@@ -119,6 +131,16 @@ impl Service {
                     None
                 }
             }
+            Self::Drain { deadline } => {
+                input.clear();
+                if eof {
+                    Some(Outcome::Done)
+                } else if now >= *deadline {
+                    Some(Outcome::Abandoned)
+                } else {
+                    None
+                }
+            }
         };
         Step { output, outcome }
     }
@@ -128,7 +150,7 @@ impl Service {
         match self {
             Self::PingResponder(r) => r.poll_timeout(),
             Self::Ping(p) => p.poll_timeout(),
-            Self::Identify { deadline, .. } => Some(*deadline),
+            Self::Identify { deadline, .. } | Self::Drain { deadline } => Some(*deadline),
         }
     }
 }
