@@ -248,7 +248,8 @@ impl Connection {
         let State::Live(live) = &mut self.state else {
             return;
         };
-        live.prune();
+        // Prune only after the events: a stream the session removed on RST must still be
+        // known here when its `StreamReset` is handled, or the reset is never reported.
         while let Some(event) = live.session.poll_event() {
             match event {
                 yamux::Event::InboundStream(id) => {
@@ -323,6 +324,7 @@ impl Connection {
                 }
             }
         }
+        live.prune();
     }
 
     /// Opens a stream proposing `protocols` in order. With one protocol the stream is
