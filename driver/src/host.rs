@@ -127,6 +127,9 @@ pub(crate) struct Inner<R: Runtime> {
     pub(crate) read_wakers: HashMap<StreamRef, Waker>,
     pub(crate) write_wakers: HashMap<StreamRef, Waker>,
     pub(crate) reset_streams: HashSet<StreamRef>,
+    /// Streams the application dropped before reading their end: the driver reads and
+    /// discards what still arrives until the remote's FIN, so the core can forget them.
+    pub(crate) detached: HashSet<StreamRef>,
     pub(crate) timer_waker: Option<Waker>,
     pub(crate) closed_listeners: HashSet<ListenerId>,
     handlers: Vec<(Matcher, Handler<R>)>,
@@ -256,6 +259,7 @@ impl<R: Runtime> Inner<R> {
                     .or_default()
                     .complete(Err(error.into()));
             }
+            Event::Readable(s) if self.detached.contains(&s) => self.drain_detached(s),
             Event::Readable(s) => {
                 if let Some(w) = self.read_wakers.remove(&s) {
                     w.wake();
@@ -266,6 +270,7 @@ impl<R: Runtime> Inner<R> {
                     w.wake();
                 }
             }
+            Event::StreamReset(s) if self.detached.remove(&s) => {}
             Event::StreamReset(s) => {
                 self.reset_streams.insert(s);
                 for w in [self.read_wakers.remove(&s), self.write_wakers.remove(&s)]
@@ -297,8 +302,28 @@ impl<R: Runtime> Inner<R> {
                 w.wake();
             }
         }
+        self.detached.retain(|s| s.connection != connection);
         self.closing.remove(&connection);
         self.wake_connection(connection);
+    }
+
+    /// Reads and discards what a dropped stream has received; forgets it at its end.
+    pub(crate) fn drain_detached(&mut self, s: StreamRef) {
+        loop {
+            match self.swarm.read(s, 64 * 1024) {
+                Ok(Some(chunk)) if chunk.is_empty() => {
+                    self.detached.insert(s);
+                    break;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    self.detached.remove(&s);
+                    break;
+                }
+            }
+        }
+        // Reading freed window or ended the stream: the connection may owe the peer a frame.
+        self.wake_connection(s.connection);
     }
 
     fn push_event(&mut self, event: HostEvent) {
@@ -389,6 +414,7 @@ impl<R: Runtime> Host<R> {
                 read_wakers: HashMap::new(),
                 write_wakers: HashMap::new(),
                 reset_streams: HashSet::new(),
+                detached: HashSet::new(),
                 timer_waker: None,
                 closed_listeners: HashSet::new(),
                 handlers: Vec::new(),

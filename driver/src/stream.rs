@@ -19,7 +19,8 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// A negotiated stream to a peer. Reads end (`Ok(0)`) when the remote half-closes; `close`
 /// half-closes our side (FIN); [`Stream::reset`] aborts both directions. Dropping a stream
-/// that was not closed closes our side.
+/// closes our side if it was not closed and discards whatever the remote still sends until
+/// its FIN, so the stream's state is freed once both sides are done.
 pub struct Stream<R: Runtime> {
     shared: Arc<Shared<R>>,
     id: StreamRef,
@@ -154,12 +155,16 @@ impl<R: Runtime> AsyncWrite for Stream<R> {
 impl<R: Runtime> Drop for Stream<R> {
     fn drop(&mut self) {
         let mut inner = self.shared.lock();
-        if !self.done && !self.write_closed {
-            let _ = inner.swarm.finish(self.id);
-        }
         inner.read_wakers.remove(&self.id);
         inner.write_wakers.remove(&self.id);
-        inner.reset_streams.remove(&self.id);
+        let was_reset = inner.reset_streams.remove(&self.id);
+        if !self.done && !was_reset {
+            if !self.write_closed {
+                let _ = inner.swarm.finish(self.id);
+            }
+            // The core keeps a stream until its end is read: read it for the application.
+            inner.drain_detached(self.id);
+        }
         inner.wake_connection(self.id.connection);
     }
 }
