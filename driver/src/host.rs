@@ -132,6 +132,8 @@ pub(crate) struct Inner<R: Runtime> {
     pub(crate) detached: HashSet<StreamRef>,
     pub(crate) timer_waker: Option<Waker>,
     pub(crate) closed_listeners: HashSet<ListenerId>,
+    /// Listener tasks waiting in `accept`, woken when their listener or the host closes.
+    pub(crate) listener_wakers: HashMap<ListenerId, Waker>,
     handlers: Vec<(Matcher, Handler<R>)>,
     streams: HashMap<StreamRequestId, Waiter<Result<Stream<R>, Error>>>,
     dials: HashMap<ConnectionId, Waiter<Result<PeerId, Error>>>,
@@ -169,6 +171,9 @@ impl<R: Runtime> Inner<R> {
                 }
                 Command::CloseListener { listener } => {
                     self.closed_listeners.insert(listener);
+                    if let Some(w) = self.listener_wakers.remove(&listener) {
+                        w.wake();
+                    }
                 }
                 _ => {}
             }
@@ -391,6 +396,9 @@ fn shutdown<R: Runtime>(shared: &Arc<Shared<R>>) {
     }
     inner.pump(shared);
     inner.wake_all_connections();
+    for (_, w) in inner.listener_wakers.drain() {
+        w.wake();
+    }
     if let Some(w) = inner.timer_waker.take() {
         w.wake();
     }
@@ -417,6 +425,7 @@ impl<R: Runtime> Host<R> {
                 detached: HashSet::new(),
                 timer_waker: None,
                 closed_listeners: HashSet::new(),
+                listener_wakers: HashMap::new(),
                 handlers: Vec::new(),
                 streams: HashMap::new(),
                 dials: HashMap::new(),

@@ -1,6 +1,6 @@
 //! The tasks that move bytes and time between the runtime and the swarm.
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -83,16 +83,20 @@ pub(crate) fn spawn_listener<R: Runtime>(
         let socket = Arc::new(socket);
         loop {
             let mut accept = rt.accept(socket.clone());
+            // Registered under the lock that `close`/shutdown take, so the task wakes and
+            // ends (dropping the socket) when the listener or the host closes.
             let accepted = poll_fn(|cx| {
-                let inner = shared.lock();
-                if inner.shut_down || inner.closed_listeners.contains(&listener) {
+                let mut inner = shared.lock();
+                if inner.shut_down || inner.closed_listeners.remove(&listener) {
+                    inner.listener_wakers.remove(&listener);
                     return Poll::Ready(None);
                 }
+                inner.listener_wakers.insert(listener, cx.waker().clone());
                 drop(inner);
                 accept.as_mut().poll(cx).map(Some)
-            });
-            // The accept future is re-polled when the listener closes via the timer's wake.
-            let Some(result) = with_shutdown(&shared, accepted).await else {
+            })
+            .await;
+            let Some(result) = accepted else {
                 return;
             };
             let (tcp, remote) = match result {
@@ -118,21 +122,6 @@ pub(crate) fn spawn_listener<R: Runtime>(
             }
         }
     }));
-}
-
-/// Runs `fut`, also finishing (with `None`) when the host shuts down.
-async fn with_shutdown<R: Runtime, T>(
-    shared: &Arc<Shared<R>>,
-    fut: impl Future<Output = Option<T>>,
-) -> Option<T> {
-    let mut fut = std::pin::pin!(fut);
-    poll_fn(|cx| {
-        if shared.lock().shut_down {
-            return Poll::Ready(None);
-        }
-        fut.as_mut().poll(cx)
-    })
-    .await
 }
 
 pub(crate) fn spawn_dial<R: Runtime>(
