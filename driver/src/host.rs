@@ -10,7 +10,7 @@ use plait_core::identity::{Keypair, PeerId};
 use plait_core::multiaddr::{Multiaddr, Protocol as AddrProtocol};
 use plait_core::multistream::Protocol;
 use plait_core::swarm::{
-    Command, ConnectionId, Event, Limits, ListenerId, StreamRef, StreamRequestId, Swarm,
+    Command, ConnectionId, Error as SwarmError, Event, Limits, ListenerId, StreamRef, StreamRequestId, Swarm,
     SwarmConfig,
 };
 use plait_core::upgrade::Security;
@@ -134,6 +134,9 @@ pub(crate) struct Inner<R: Runtime> {
     pub(crate) closed_listeners: HashSet<ListenerId>,
     /// Listener tasks waiting in `accept`, woken when their listener or the host closes.
     pub(crate) listener_wakers: HashMap<ListenerId, Waker>,
+    /// `new_stream` calls waiting for the peer to acknowledge earlier streams (yamux's ack
+    /// backlog); woken when a connection receives input or ends.
+    backlog_wakers: Vec<Waker>,
     handlers: Vec<(Matcher, Handler<R>)>,
     streams: HashMap<StreamRequestId, Waiter<Result<Stream<R>, Error>>>,
     dials: HashMap<ConnectionId, Waiter<Result<PeerId, Error>>>,
@@ -308,6 +311,7 @@ impl<R: Runtime> Inner<R> {
             }
         }
         self.detached.retain(|s| s.connection != connection);
+        self.wake_backlog();
         self.closing.remove(&connection);
         self.wake_connection(connection);
     }
@@ -347,11 +351,25 @@ impl<R: Runtime> Inner<R> {
         }
     }
 
+    /// Wakes `new_stream` calls waiting for stream acknowledgements (the caller received
+    /// input, which may carry them, or a connection ended).
+    pub(crate) fn wake_backlog(&mut self) {
+        for w in self.backlog_wakers.drain(..) {
+            w.wake();
+        }
+    }
+
     pub(crate) fn wake_all_connections(&mut self) {
         for (_, w) in self.conn_wakers.drain() {
             w.wake();
         }
     }
+}
+
+/// Whether a swarm connection error is yamux's full ack backlog (the swarm reports it as
+/// text; see the report on `swarm::Error`).
+fn is_ack_backlog(error: &str) -> bool {
+    error.ends_with(&plait_core::yamux::Error::AckBacklogFull.to_string())
 }
 
 /// A libp2p host: listens, dials, opens and accepts streams. Cloning gives another handle to
@@ -396,6 +414,7 @@ fn shutdown<R: Runtime>(shared: &Arc<Shared<R>>) {
     }
     inner.pump(shared);
     inner.wake_all_connections();
+    inner.wake_backlog();
     for (_, w) in inner.listener_wakers.drain() {
         w.wake();
     }
@@ -426,6 +445,7 @@ impl<R: Runtime> Host<R> {
                 timer_waker: None,
                 closed_listeners: HashSet::new(),
                 listener_wakers: HashMap::new(),
+                backlog_wakers: Vec::new(),
                 handlers: Vec::new(),
                 streams: HashMap::new(),
                 dials: HashMap::new(),
@@ -500,7 +520,9 @@ impl<R: Runtime> Host<R> {
     }
 
     /// Opens a stream to `peer` proposing `protocols` in order, dialing a known address when
-    /// there is no connection (go-libp2p's `NewStream`).
+    /// there is no connection (go-libp2p's `NewStream`). While the peer has not yet
+    /// acknowledged 256 earlier streams (yamux's ack backlog) this waits, as go-yamux's
+    /// `OpenStream` does, instead of failing.
     pub async fn new_stream<P: AsRef<str>>(
         &self,
         peer: PeerId,
@@ -510,18 +532,42 @@ impl<R: Runtime> Host<R> {
             .into_iter()
             .map(|p| Protocol::try_from(p.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        let request = {
-            let mut inner = self.shared.lock();
-            if inner.shut_down {
-                return Err(Error::Closed);
+        loop {
+            let request = {
+                let mut inner = self.shared.lock();
+                if inner.shut_down {
+                    return Err(Error::Closed);
+                }
+                let now = inner.runtime.now();
+                let id = inner.swarm.open_stream(now, peer, protocols.clone());
+                inner.streams.insert(id, Waiter::default());
+                inner.pump(&self.shared);
+                id
+            };
+            match self.wait(|inner| &mut inner.streams, request, true).await {
+                Err(Error::Swarm(SwarmError::Connection(e))) if is_ack_backlog(&e) => {
+                    self.backlog_changed().await;
+                }
+                other => return other,
             }
-            let now = inner.runtime.now();
-            let id = inner.swarm.open_stream(now, peer, protocols);
-            inner.streams.insert(id, Waiter::default());
-            inner.pump(&self.shared);
-            id
-        };
-        self.wait(|inner| &mut inner.streams, request, true).await
+        }
+    }
+
+    /// Completes after the next input on any connection (or a connection's end).
+    async fn backlog_changed(&self) {
+        let mut registered = false;
+        poll_fn(|cx| {
+            if registered {
+                return Poll::Ready(());
+            }
+            registered = true;
+            self.shared
+                .lock()
+                .backlog_wakers
+                .push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
     }
 
     /// Serves inbound streams that negotiate `protocol` with `handler` (which typically

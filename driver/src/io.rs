@@ -209,6 +209,7 @@ async fn run_connection<R: Runtime>(
                         let now = rt.now();
                         inner.swarm.handle_input(now, id, &mut input);
                         inner.pump(&shared);
+                        inner.wake_backlog();
                         progress = true;
                     }
                     Poll::Pending => input.truncate(start),
