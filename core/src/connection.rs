@@ -118,6 +118,9 @@ struct StreamState {
     /// Bytes read from the stream during negotiation; what is left after it belongs to the
     /// application and is served before anything else.
     buffer: BytesMut,
+    /// Negotiation read the remote's FIN and the application has not yet been told: after
+    /// `buffer` the stream ends, even if the session (both sides finished) forgot it.
+    eof: bool,
 }
 
 /// The established part of a connection.
@@ -260,6 +263,7 @@ impl Connection {
                         StreamState {
                             negotiation: Negotiation::Inbound(listener),
                             buffer: BytesMut::new(),
+                            eof: false,
                         },
                     );
                     if let Some(mut s) = live.session.stream(id) {
@@ -350,6 +354,7 @@ impl Connection {
             StreamState {
                 negotiation: Negotiation::Outbound(dialer),
                 buffer: BytesMut::new(),
+                eof: false,
             },
         );
         Ok(id)
@@ -380,10 +385,22 @@ impl Connection {
             let n = state.buffer.len().min(max);
             return Ok(Some(state.buffer.split_to(n).freeze()));
         }
+        if state.eof {
+            // The end negotiation consumed is delivered now; from here on the session
+            // decides when the stream is gone.
+            state.eof = false;
+            if live.session.stream(id).is_none() {
+                live.streams.remove(&id);
+            }
+            return Ok(None);
+        }
         let mut stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
         match stream.read(max) {
             Err(yamux::Error::Blocked) => Ok(Some(Bytes::new())),
             Ok(None) => {
+                if live.session.stream(id).is_none() {
+                    live.streams.remove(&id);
+                }
                 live.prune();
                 Ok(None)
             }
@@ -530,7 +547,10 @@ impl Live {
     fn prune(&mut self) {
         if self.streams.len() > self.session.num_streams() {
             let session = &mut self.session;
-            self.streams.retain(|id, _| session.stream(*id).is_some());
+            // A stream whose FIN negotiation consumed stays until the application has read
+            // its buffered bytes and its end.
+            self.streams
+                .retain(|id, s| s.eof || session.stream(*id).is_some());
         }
     }
 }
@@ -578,6 +598,7 @@ fn negotiate(live: &mut Live, id: StreamId, events: &mut VecDeque<Event>) {
     match outcome {
         Ok(Some((protocol, inbound))) => {
             state.negotiation = Negotiation::Done;
+            state.eof = eof;
             let pending = !state.buffer.is_empty() || eof;
             events.push_back(if inbound {
                 Event::InboundStream { id, protocol }
