@@ -219,6 +219,9 @@ async fn run_connection<R: Runtime>(
             let closing = {
                 let mut inner = shared.lock();
                 if output.is_empty() {
+                    // Register before polling, under the same lock: a stream that queues data
+                    // after this poll finds the waker, so its wake-up cannot be lost.
+                    inner.conn_wakers.insert(id, cx.waker().clone());
                     let now = rt.now();
                     inner.swarm.poll_transmit(now, id, &mut output);
                     inner.pump(&shared);
@@ -258,13 +261,13 @@ async fn run_connection<R: Runtime>(
                 return Poll::Ready(());
             }
             if !progress {
-                shared.lock().conn_wakers.insert(id, cx.waker().clone());
-                // Output may have been queued between our transmit poll and registering.
-                let pending = {
+                // The waker was registered before the last transmit poll (or the socket
+                // write is pending and will wake us).
+                let closing = {
                     let inner = shared.lock();
                     inner.closing.contains(&id) || inner.shut_down
                 };
-                if !pending {
+                if !closing {
                     return Poll::Pending;
                 }
             }
