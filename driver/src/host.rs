@@ -10,8 +10,8 @@ use plait_core::identity::{Keypair, PeerId};
 use plait_core::multiaddr::{Multiaddr, Protocol as AddrProtocol};
 use plait_core::multistream::Protocol;
 use plait_core::swarm::{
-    Command, ConnectionId, Error as SwarmError, Event, Limits, ListenerId, StreamRef, StreamRequestId, Swarm,
-    SwarmConfig,
+    Command, ConnectionId, Error as SwarmError, Event, Limits, ListenerId, StreamRef,
+    StreamRequestId, Swarm, SwarmConfig,
 };
 use plait_core::upgrade::Security;
 
@@ -561,10 +561,7 @@ impl<R: Runtime> Host<R> {
                 return Poll::Ready(());
             }
             registered = true;
-            self.shared
-                .lock()
-                .backlog_wakers
-                .push(cx.waker().clone());
+            self.shared.lock().backlog_wakers.push(cx.waker().clone());
             Poll::Pending
         })
         .await;

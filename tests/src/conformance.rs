@@ -206,7 +206,10 @@ pub async fn send_pattern<R: Runtime>(
     Ok(hash.finalize().into())
 }
 
-async fn read_to_eof<R: Runtime>(stream: &mut Stream<R>, mut f: impl FnMut(&[u8])) -> io::Result<usize> {
+async fn read_to_eof<R: Runtime>(
+    stream: &mut Stream<R>,
+    mut f: impl FnMut(&[u8]),
+) -> io::Result<usize> {
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0;
     loop {
@@ -239,8 +242,10 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let spawner = rt.clone();
-    host.set_stream_handler(protocol, move |stream| spawner.spawn(Box::pin(body(stream))))
-        .expect("valid protocol id");
+    host.set_stream_handler(protocol, move |stream| {
+        spawner.spawn(Box::pin(body(stream)))
+    })
+    .expect("valid protocol id");
 }
 
 /// Serves every test protocol on `host`; handlers report into `probe`.

@@ -129,7 +129,10 @@ impl Node {
             self.swarm.handle_timeout(now);
         }
         // What handle_closed/handle_timeout asked for is carried out on the next turn.
-        (std::iter::from_fn(|| self.swarm.poll_event()).collect(), busy)
+        (
+            std::iter::from_fn(|| self.swarm.poll_event()).collect(),
+            busy,
+        )
     }
 
     fn execute(&mut self, now: Instant, command: Command) {
@@ -154,7 +157,9 @@ impl Node {
                         self.swarm.handle_connected(now, connection);
                         self.sockets.insert(connection, Socket::new(tcp));
                     }
-                    Err(e) => self.swarm.handle_dial_failed(now, connection, e.to_string()),
+                    Err(e) => self
+                        .swarm
+                        .handle_dial_failed(now, connection, e.to_string()),
                 }
             }
             Command::Close { connection } => {
@@ -207,13 +212,17 @@ pub fn run_echo(message: &str, security: Security) -> Result<String, String> {
                 Event::ListenStarted { addr, .. } => {
                     // Listening: the client opens a stream, which dials the address.
                     client.swarm.add_addresses(server_peer, [addr]);
-                    client.swarm.open_stream(now, server_peer, vec![echo.clone()]);
+                    client
+                        .swarm
+                        .open_stream(now, server_peer, vec![echo.clone()]);
                 }
                 Event::InboundStream { stream, .. } => {
                     lines.insert(stream, Vec::new());
                 }
                 Event::Readable(stream) => {
-                    let Some(line) = lines.get_mut(&stream) else { continue };
+                    let Some(line) = lines.get_mut(&stream) else {
+                        continue;
+                    };
                     while let Ok(Some(chunk)) = server.swarm.read(stream, 1024) {
                         if chunk.is_empty() {
                             break;

@@ -231,12 +231,8 @@ async fn concurrent_streams<L: TestRuntime, D: TestRuntime>() {
     let ok = Arc::new(AtomicUsize::new(0));
     let failures = Probe::default();
     for i in 0..STREAMS {
-        let (dialer, peer, ok, failures) = (
-            pair.dialer.clone(),
-            pair.peer,
-            ok.clone(),
-            failures.clone(),
-        );
+        let (dialer, peer, ok, failures) =
+            (pair.dialer.clone(), pair.peer, ok.clone(), failures.clone());
         pair.drt.spawn(Box::pin(async move {
             let line = format!("stream {i}\n");
             let result = match timeout(STEP, dialer.new_stream(peer, [ECHO])).await {
@@ -256,11 +252,21 @@ async fn concurrent_streams<L: TestRuntime, D: TestRuntime>() {
         "1000 concurrent echoes",
         Duration::from_secs(120),
         || ok.load(Ordering::SeqCst) + failures.get().len() == STREAMS,
-        || format!("{} ok, failures {:?}", ok.load(Ordering::SeqCst), failures.get()),
+        || {
+            format!(
+                "{} ok, failures {:?}",
+                ok.load(Ordering::SeqCst),
+                failures.get()
+            )
+        },
     )
     .await;
     assert_eq!(failures.get(), Vec::<String>::new());
-    assert_eq!(pair.dialer.num_connections(), 1, "all streams on one connection");
+    assert_eq!(
+        pair.dialer.num_connections(),
+        1,
+        "all streams on one connection"
+    );
     pair.streams_drained().await;
     pair.shutdown().await;
 }
@@ -327,9 +333,7 @@ async fn half_close_dialer<L: TestRuntime, D: TestRuntime>() {
 async fn half_close_listener<L: TestRuntime, D: TestRuntime>() {
     let pair = Pair::<L, D>::with(Security::Noise).await;
     let mut s = pair.open(GREET_THEN_READ).await;
-    let greeting = step("read greeting", read_all(&mut s))
-        .await
-        .expect("read");
+    let greeting = step("read greeting", read_all(&mut s)).await.expect("read");
     assert_eq!(greeting, GREETING);
     let payload = b"sent after the listener closed its side\n";
     step("write", s.write_all(payload)).await.expect("write");
@@ -349,7 +353,9 @@ async fn half_close_listener<L: TestRuntime, D: TestRuntime>() {
 async fn reset_by_listener<L: TestRuntime, D: TestRuntime>() {
     let pair = Pair::<L, D>::with(Security::Noise).await;
     let mut s = pair.open(RESET_AFTER_LINE).await;
-    step("write", s.write_all(b"reset me\n")).await.expect("write");
+    step("write", s.write_all(b"reset me\n"))
+        .await
+        .expect("write");
     let mut buf = [0u8; 16];
     let read = step("read after reset", s.read(&mut buf)).await;
     assert_eq!(
@@ -417,7 +423,13 @@ async fn remote_closes_mid_transfer<L: TestRuntime, D: TestRuntime>() {
         "dialer forgets the connection and its streams",
         STEP,
         || pair.dialer.num_connections() == 0 && pair.dialer.num_streams() == 0,
-        || format!("{} {}", pair.dialer.num_connections(), pair.dialer.num_streams()),
+        || {
+            format!(
+                "{} {}",
+                pair.dialer.num_connections(),
+                pair.dialer.num_streams()
+            )
+        },
     )
     .await;
     pair.shutdown().await;
@@ -515,7 +527,9 @@ async fn connection_limit<L: TestRuntime, D: TestRuntime>() {
 async fn stream_limit<L: TestRuntime, D: TestRuntime>() {
     const LIMIT: usize = 4;
     let lcfg = with_limits(Security::Noise, |l| l.max_streams_per_connection = LIMIT);
-    let dcfg = with_limits(Security::Noise, |l| l.max_streams_per_connection = LIMIT + 1);
+    let dcfg = with_limits(Security::Noise, |l| {
+        l.max_streams_per_connection = LIMIT + 1
+    });
     let pair = Pair::<L, D>::new(lcfg, dcfg).await;
     let mut held = Vec::new();
     for _ in 0..LIMIT {
@@ -539,7 +553,11 @@ async fn stream_limit<L: TestRuntime, D: TestRuntime>() {
     // reset is processed): fill it and check that one more is refused locally.
     let s = pair.open(SINK).await;
     held.push(s);
-    let over = step("over the dialer's limit", pair.dialer.new_stream(pair.peer, [SINK])).await;
+    let over = step(
+        "over the dialer's limit",
+        pair.dialer.new_stream(pair.peer, [SINK]),
+    )
+    .await;
     assert!(over.is_err(), "dialer over its stream limit");
     // Closing streams frees room again.
     for mut s in held {
@@ -563,7 +581,9 @@ async fn shutdown_by_drop<L: TestRuntime, D: TestRuntime>() {
     assert_eq!(reply.expect("echo"), b"bye\n");
     // A stream still open while its host goes away.
     let mut open = pair.open(SINK).await;
-    step("write", open.write_all(b"pending")).await.expect("write");
+    step("write", open.write_all(b"pending"))
+        .await
+        .expect("write");
     let Pair {
         lrt,
         drt,

@@ -14,8 +14,5 @@ fn echo_over_noise_in_a_plain_poll_loop() {
 
 #[test]
 fn echo_over_plaintext_in_a_plain_poll_loop() {
-    assert_eq!(
-        run_echo("plain\n", Security::Plaintext).unwrap(),
-        "plain\n"
-    );
+    assert_eq!(run_echo("plain\n", Security::Plaintext).unwrap(), "plain\n");
 }
