@@ -419,6 +419,9 @@ impl Connection {
         match stream.read(max) {
             Err(yamux::Error::Blocked) => Ok(Some(Bytes::new())),
             Ok(None) => {
+                if live.session.stream(id).is_none() {
+                    live.streams.remove(&id);
+                }
                 live.prune();
                 Ok(None)
             }
@@ -573,6 +576,14 @@ impl Connection {
         }
     }
 
+    /// Whether the connection still has state for stream `id`.
+    pub fn has_stream(&self, id: StreamId) -> bool {
+        match &self.state {
+            State::Live(live) => live.streams.contains_key(&id),
+            _ => false,
+        }
+    }
+
     /// Number of streams with state on this connection.
     pub fn num_streams(&self) -> usize {
         match &self.state {
@@ -648,6 +659,7 @@ fn negotiate(live: &mut Live, id: StreamId, events: &mut VecDeque<Event>) {
     match outcome {
         Ok(Some((protocol, inbound))) => {
             state.negotiation = Negotiation::Done;
+            state.eof = eof;
             let pending = !state.buffer.is_empty() || eof;
             events.push_back(if inbound {
                 Event::InboundStream { id, protocol }

@@ -163,24 +163,6 @@ pub async fn run<R: Runtime>(runtime: R, args: EchoArgs) -> Result<(), Error> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_go_style_flags() {
-        let args = EchoArgs::parse(
-            ["-d", "/ip4/127.0.0.1/tcp/1", "--insecure", "-seed", "7"].map(String::from),
-        )
-        .unwrap();
-        assert_eq!(args.dial.unwrap().to_string(), "/ip4/127.0.0.1/tcp/1");
-        assert!(args.insecure);
-        assert_eq!(args.seed, Some(7));
-        assert!(EchoArgs::parse(["-l".to_string()]).is_err());
-        assert!(EchoArgs::parse(["--bogus".to_string()]).is_err());
-    }
-}
-
 /// Runs the ping demo: with `-d MULTIADDR` pings that peer `count` times; without, starts a
 /// second host in the same process and pings it. Prints each round-trip time.
 pub async fn run_ping<R: Runtime>(runtime: R, args: EchoArgs, count: usize) -> Result<(), Error> {
@@ -207,4 +189,22 @@ pub async fn run_ping<R: Runtime>(runtime: R, args: EchoArgs, count: usize) -> R
     }
     host.close();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_go_style_flags() {
+        let args = EchoArgs::parse(
+            ["-d", "/ip4/127.0.0.1/tcp/1", "--insecure", "-seed", "7"].map(String::from),
+        )
+        .unwrap();
+        assert_eq!(args.dial.unwrap().to_string(), "/ip4/127.0.0.1/tcp/1");
+        assert!(args.insecure);
+        assert_eq!(args.seed, Some(7));
+        assert!(EchoArgs::parse(["-l".to_string()]).is_err());
+        assert!(EchoArgs::parse(["--bogus".to_string()]).is_err());
+    }
 }

@@ -12,8 +12,8 @@ use plait_core::identity::{Keypair, PeerId};
 use plait_core::multiaddr::{Multiaddr, Protocol as AddrProtocol};
 use plait_core::multistream::Protocol;
 use plait_core::swarm::{
-    Command, ConnectionId, Event, Limits, ListenerId, StreamRef, StreamRequestId, Swarm,
-    SwarmConfig,
+    Command, ConnectionId, Error as SwarmError, Event, Limits, ListenerId, StreamRef,
+    StreamRequestId, Swarm, SwarmConfig,
 };
 use plait_core::upgrade::Security;
 
@@ -140,8 +140,16 @@ pub(crate) struct Inner<R: Runtime> {
     pub(crate) read_wakers: HashMap<StreamRef, Waker>,
     pub(crate) write_wakers: HashMap<StreamRef, Waker>,
     pub(crate) reset_streams: HashSet<StreamRef>,
+    /// Streams the application dropped before reading their end: the driver reads and
+    /// discards what still arrives until the remote's FIN, so the core can forget them.
+    pub(crate) detached: HashSet<StreamRef>,
     pub(crate) timer_waker: Option<Waker>,
     pub(crate) closed_listeners: HashSet<ListenerId>,
+    /// Listener tasks waiting in `accept`, woken when their listener or the host closes.
+    pub(crate) listener_wakers: HashMap<ListenerId, Waker>,
+    /// `new_stream` calls waiting for the peer to acknowledge earlier streams (yamux's ack
+    /// backlog); woken when a connection receives input or ends.
+    backlog_wakers: Vec<Waker>,
     handlers: Vec<(Matcher, Handler<R>)>,
     streams: HashMap<StreamRequestId, Waiter<Result<Stream<R>, Error>>>,
     dials: HashMap<ConnectionId, Waiter<Result<PeerId, Error>>>,
@@ -185,6 +193,9 @@ impl<R: Runtime> Inner<R> {
                 }
                 Command::CloseListener { listener } => {
                     self.closed_listeners.insert(listener);
+                    if let Some(w) = self.listener_wakers.remove(&listener) {
+                        w.wake();
+                    }
                 }
                 _ => {}
             }
@@ -192,6 +203,7 @@ impl<R: Runtime> Inner<R> {
         while let Some(event) = self.swarm.poll_event() {
             self.dispatch(shared, event);
         }
+        self.wake_ready();
         if let Some(w) = &self.timer_waker {
             w.wake_by_ref();
         }
@@ -288,6 +300,7 @@ impl<R: Runtime> Inner<R> {
                     listen_addrs: info.listen_addrs.clone(),
                 });
             }
+            Event::Readable(s) if self.detached.contains(&s) => self.drain_detached(s),
             Event::Readable(s) => {
                 if let Some(w) = self.read_wakers.remove(&s) {
                     w.wake();
@@ -298,6 +311,7 @@ impl<R: Runtime> Inner<R> {
                     w.wake();
                 }
             }
+            Event::StreamReset(s) if self.detached.remove(&s) => {}
             Event::StreamReset(s) => {
                 self.reset_streams.insert(s);
                 for w in [self.read_wakers.remove(&s), self.write_wakers.remove(&s)]
@@ -329,8 +343,29 @@ impl<R: Runtime> Inner<R> {
                 w.wake();
             }
         }
+        self.detached.retain(|s| s.connection != connection);
+        self.wake_backlog();
         self.closing.remove(&connection);
         self.wake_connection(connection);
+    }
+
+    /// Reads and discards what a dropped stream has received; forgets it at its end.
+    pub(crate) fn drain_detached(&mut self, s: StreamRef) {
+        loop {
+            match self.swarm.read(s, 64 * 1024) {
+                Ok(Some(chunk)) if chunk.is_empty() => {
+                    self.detached.insert(s);
+                    break;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => {
+                    self.detached.remove(&s);
+                    break;
+                }
+            }
+        }
+        // Reading freed window or ended the stream: the connection may owe the peer a frame.
+        self.wake_connection(s.connection);
     }
 
     fn push_event(&mut self, event: HostEvent) {
@@ -343,8 +378,23 @@ impl<R: Runtime> Inner<R> {
         }
     }
 
+    /// Wakes the tasks of the connections the swarm has new output for.
+    pub(crate) fn wake_ready(&mut self) {
+        while let Some(connection) = self.swarm.poll_wants_transmit() {
+            self.wake_connection(connection);
+        }
+    }
+
     pub(crate) fn wake_connection(&mut self, connection: ConnectionId) {
         if let Some(w) = self.conn_wakers.remove(&connection) {
+            w.wake();
+        }
+    }
+
+    /// Wakes `new_stream` calls waiting for stream acknowledgements (the caller received
+    /// input, which may carry them, or a connection ended).
+    pub(crate) fn wake_backlog(&mut self) {
+        for w in self.backlog_wakers.drain(..) {
             w.wake();
         }
     }
@@ -354,6 +404,12 @@ impl<R: Runtime> Inner<R> {
             w.wake();
         }
     }
+}
+
+/// Whether a swarm connection error is yamux's full ack backlog (the swarm reports it as
+/// text; see the report on `swarm::Error`).
+fn is_ack_backlog(error: &str) -> bool {
+    error.ends_with(&plait_core::yamux::Error::AckBacklogFull.to_string())
 }
 
 /// A libp2p host: listens, dials, opens and accepts streams. Cloning gives another handle to
@@ -398,6 +454,10 @@ fn shutdown<R: Runtime>(shared: &Arc<Shared<R>>) {
     }
     inner.pump(shared);
     inner.wake_all_connections();
+    inner.wake_backlog();
+    for (_, w) in inner.listener_wakers.drain() {
+        w.wake();
+    }
     if let Some(w) = inner.timer_waker.take() {
         w.wake();
     }
@@ -421,8 +481,11 @@ impl<R: Runtime> Host<R> {
                 read_wakers: HashMap::new(),
                 write_wakers: HashMap::new(),
                 reset_streams: HashSet::new(),
+                detached: HashSet::new(),
                 timer_waker: None,
                 closed_listeners: HashSet::new(),
+                listener_wakers: HashMap::new(),
+                backlog_wakers: Vec::new(),
                 handlers: Vec::new(),
                 streams: HashMap::new(),
                 dials: HashMap::new(),
@@ -507,7 +570,9 @@ impl<R: Runtime> Host<R> {
     }
 
     /// Opens a stream to `peer` proposing `protocols` in order, dialing a known address when
-    /// there is no connection (go-libp2p's `NewStream`).
+    /// there is no connection (go-libp2p's `NewStream`). While the peer has not yet
+    /// acknowledged 256 earlier streams (yamux's ack backlog) this waits, as go-yamux's
+    /// `OpenStream` does, instead of failing.
     pub async fn new_stream<P: AsRef<str>>(
         &self,
         peer: PeerId,
@@ -517,18 +582,39 @@ impl<R: Runtime> Host<R> {
             .into_iter()
             .map(|p| Protocol::try_from(p.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        let request = {
-            let mut inner = self.shared.lock();
-            if inner.shut_down {
-                return Err(Error::Closed);
+        loop {
+            let request = {
+                let mut inner = self.shared.lock();
+                if inner.shut_down {
+                    return Err(Error::Closed);
+                }
+                let now = inner.runtime.now();
+                let id = inner.swarm.open_stream(now, peer, protocols.clone());
+                inner.streams.insert(id, Waiter::default());
+                inner.pump(&self.shared);
+                id
+            };
+            match self.wait(|inner| &mut inner.streams, request, true).await {
+                Err(Error::Swarm(SwarmError::Connection(e))) if is_ack_backlog(&e) => {
+                    self.backlog_changed().await;
+                }
+                other => return other,
             }
-            let now = inner.runtime.now();
-            let id = inner.swarm.open_stream(now, peer, protocols);
-            inner.streams.insert(id, Waiter::default());
-            inner.pump(&self.shared);
-            id
-        };
-        self.wait(|inner| &mut inner.streams, request, true).await
+        }
+    }
+
+    /// Completes after the next input on any connection (or a connection's end).
+    async fn backlog_changed(&self) {
+        let mut registered = false;
+        poll_fn(|cx| {
+            if registered {
+                return Poll::Ready(());
+            }
+            registered = true;
+            self.shared.lock().backlog_wakers.push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await;
     }
 
     /// Pings `peer` over `/ipfs/ping/1.0.0` (dialing if needed); returns the round-trip time.

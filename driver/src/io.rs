@@ -1,6 +1,6 @@
 //! The tasks that move bytes and time between the runtime and the swarm.
 
-use std::future::{poll_fn, Future};
+use std::future::poll_fn;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -87,16 +87,20 @@ pub(crate) fn spawn_listener<R: Runtime>(
         let socket = Arc::new(socket);
         loop {
             let mut accept = rt.accept(socket.clone());
+            // Registered under the lock that `close`/shutdown take, so the task wakes and
+            // ends (dropping the socket) when the listener or the host closes.
             let accepted = poll_fn(|cx| {
-                let inner = shared.lock();
-                if inner.shut_down || inner.closed_listeners.contains(&listener) {
+                let mut inner = shared.lock();
+                if inner.shut_down || inner.closed_listeners.remove(&listener) {
+                    inner.listener_wakers.remove(&listener);
                     return Poll::Ready(None);
                 }
+                inner.listener_wakers.insert(listener, cx.waker().clone());
                 drop(inner);
                 accept.as_mut().poll(cx).map(Some)
-            });
-            // The accept future is re-polled when the listener closes via the timer's wake.
-            let Some(result) = with_shutdown(&shared, accepted).await else {
+            })
+            .await;
+            let Some(result) = accepted else {
                 return;
             };
             let (tcp, remote) = match result {
@@ -137,21 +141,6 @@ async fn yield_now() {
         yielded = true;
         cx.waker().wake_by_ref();
         Poll::Pending
-    })
-    .await
-}
-
-/// Runs `fut`, also finishing (with `None`) when the host shuts down.
-async fn with_shutdown<R: Runtime, T>(
-    shared: &Arc<Shared<R>>,
-    fut: impl Future<Output = Option<T>>,
-) -> Option<T> {
-    let mut fut = std::pin::pin!(fut);
-    poll_fn(|cx| {
-        if shared.lock().shut_down {
-            return Poll::Ready(None);
-        }
-        fut.as_mut().poll(cx)
     })
     .await
 }
@@ -243,6 +232,7 @@ async fn run_connection<R: Runtime>(
                         let now = rt.now();
                         inner.swarm.handle_input(now, id, &mut input);
                         inner.pump(&shared);
+                        inner.wake_backlog();
                         progress = true;
                     }
                     Poll::Pending => input.truncate(start),
@@ -252,6 +242,9 @@ async fn run_connection<R: Runtime>(
             let closing = {
                 let mut inner = shared.lock();
                 if output.is_empty() {
+                    // Register before polling, under the same lock: a stream that queues data
+                    // after this poll finds the waker, so its wake-up cannot be lost.
+                    inner.conn_wakers.insert(id, cx.waker().clone());
                     let now = rt.now();
                     inner.swarm.poll_transmit(now, id, &mut output);
                     inner.pump(&shared);
@@ -299,14 +292,13 @@ async fn run_connection<R: Runtime>(
                 return Poll::Ready(());
             }
             if !progress {
-                shared.lock().conn_wakers.insert(id, cx.waker().clone());
-                // Output may have been queued between our transmit poll and registering.
-                let pending = {
+                // The waker was registered before the last transmit poll (or the socket
+                // write is pending and will wake us).
+                let closing = {
                     let inner = shared.lock();
                     inner.closing.contains(&id) || inner.shut_down
                 };
-                // Blocked on a peer that does not read: the socket or the linger timer wakes us.
-                if !pending || !output.is_empty() {
+                if !closing || !output.is_empty() {
                     metrics.report(input.len() + output.len());
                     return Poll::Pending;
                 }

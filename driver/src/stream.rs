@@ -19,7 +19,8 @@ const READ_CHUNK: usize = 64 * 1024;
 
 /// A negotiated stream to a peer. Reads end (`Ok(0)`) when the remote half-closes; `close`
 /// half-closes our side (FIN); [`Stream::reset`] aborts both directions. Dropping a stream
-/// that was not closed closes our side.
+/// closes our side if it was not closed and discards whatever the remote still sends until
+/// its FIN, so the stream's state is freed once both sides are done.
 pub struct Stream<R: Runtime> {
     shared: Arc<Shared<R>>,
     id: StreamRef,
@@ -69,7 +70,7 @@ impl<R: Runtime> Stream<R> {
         self.done = true;
         let mut inner = self.shared.lock();
         let _ = inner.swarm.reset(self.id);
-        inner.wake_connection(self.id.connection);
+        inner.wake_ready();
     }
 
     fn reset_error(&self) -> io::Error {
@@ -97,7 +98,7 @@ impl<R: Runtime> AsyncRead for Stream<R> {
                 }
                 Ok(Some(chunk)) => {
                     // Reading freed window: the connection may owe the peer an update.
-                    inner.wake_connection(id.connection);
+                    inner.wake_ready();
                     drop(inner);
                     self.pending = chunk;
                 }
@@ -127,7 +128,7 @@ impl<R: Runtime> AsyncWrite for Stream<R> {
                 Poll::Pending
             }
             Ok(n) => {
-                inner.wake_connection(self.id.connection);
+                inner.wake_ready();
                 Poll::Ready(Ok(n))
             }
             Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
@@ -135,7 +136,7 @@ impl<R: Runtime> AsyncWrite for Stream<R> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.lock().wake_connection(self.id.connection);
+        self.shared.lock().wake_ready();
         Poll::Ready(Ok(()))
     }
 
@@ -146,7 +147,7 @@ impl<R: Runtime> AsyncWrite for Stream<R> {
         self.write_closed = true;
         let mut inner = self.shared.lock();
         let result = inner.swarm.finish(self.id);
-        inner.wake_connection(self.id.connection);
+        inner.wake_ready();
         Poll::Ready(result.map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e)))
     }
 }
@@ -154,13 +155,17 @@ impl<R: Runtime> AsyncWrite for Stream<R> {
 impl<R: Runtime> Drop for Stream<R> {
     fn drop(&mut self) {
         let mut inner = self.shared.lock();
-        if !self.done && !self.write_closed {
-            let _ = inner.swarm.finish(self.id);
-        }
         inner.read_wakers.remove(&self.id);
         inner.write_wakers.remove(&self.id);
-        inner.reset_streams.remove(&self.id);
-        inner.wake_connection(self.id.connection);
+        let was_reset = inner.reset_streams.remove(&self.id);
+        if !self.done && !was_reset {
+            if !self.write_closed {
+                let _ = inner.swarm.finish(self.id);
+            }
+            // The core keeps a stream until its end is read: read it for the application.
+            inner.drain_detached(self.id);
+        }
+        inner.wake_ready();
     }
 }
 

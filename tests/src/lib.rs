@@ -1,5 +1,7 @@
 //! Shared helpers for the cross-crate tests.
 
+pub mod conformance;
+pub mod custom_loop;
 pub mod hostile;
 pub mod libp2p_peer;
 pub mod sim;

@@ -17,8 +17,11 @@
 //! and in between: an accepted socket → [`Swarm::handle_incoming`]; bytes read →
 //! [`Swarm::handle_input`]; socket writable → [`Swarm::poll_transmit`] for that connection;
 //! end of file or error → [`Swarm::handle_closed`]. After each input, drain
-//! [`Swarm::poll_command`] and [`Swarm::poll_event`], and flush every connection that has
-//! bytes ([`Swarm::connections_with_output`]).
+//! [`Swarm::poll_command`] and [`Swarm::poll_event`], then call [`Swarm::poll_transmit`] for
+//! the connection that received input and for every connection
+//! [`Swarm::poll_wants_transmit`] names (output caused by application writes, built-in
+//! services and timers). A simple driver may instead flush every connection
+//! ([`Swarm::connections_with_output`]) after every call.
 
 mod limits;
 mod services;
@@ -333,10 +336,16 @@ pub struct Swarm {
     attempts: HashMap<AttemptId, ConnectionId>,
     /// Built-in protocols (ping, identify) running on streams.
     services: HashMap<StreamRef, Service>,
+    /// Streams whose built-in service ended but that still exist: their late events (the
+    /// remote's end, a reset) are not the application's business.
+    retired: std::collections::HashSet<StreamRef>,
     /// Stream requests the swarm made for its own services.
     internal: HashMap<StreamRequestId, (PeerId, Internal)>,
     /// What each connected peer told us through identify.
     peer_info: HashMap<PeerId, Box<crate::identify::Info>>,
+    /// Connections that got output to send outside their own input and transmit calls (a
+    /// stream write, a built-in service, a timer), for [`Swarm::poll_wants_transmit`].
+    wants_transmit: Vec<ConnectionId>,
     /// The latest instant seen, for work done while handing out events.
     last_now: Option<Instant>,
     commands: VecDeque<Command>,
@@ -373,8 +382,10 @@ impl Swarm {
             waiting_for_dial: HashMap::new(),
             attempts: HashMap::new(),
             services: HashMap::new(),
+            retired: Default::default(),
             internal: HashMap::new(),
             peer_info: HashMap::new(),
+            wants_transmit: Vec::new(),
             last_now: None,
             commands: VecDeque::new(),
             events: VecDeque::new(),
@@ -726,7 +737,14 @@ impl Swarm {
             });
             return;
         };
-        match entry.conn.open_stream(now, protocols) {
+        let opened = entry.conn.open_stream(now, protocols);
+        if !self.wants_transmit.contains(&connection) {
+            self.wants_transmit.push(connection);
+        }
+        let Some(entry) = self.connections.get_mut(&connection) else {
+            return;
+        };
+        match opened {
             Ok(stream) => match entry.conn.stream_protocol(stream) {
                 // Lazy: usable at once; a later rejection resets the stream.
                 Some(protocol) => self.events.push_back(Event::StreamOpened {
@@ -765,7 +783,9 @@ impl Swarm {
             .connections
             .get_mut(&stream.connection)
             .ok_or(Error::Unknown)?;
-        Ok(entry.conn.read(stream.stream, max)?)
+        let result = entry.conn.read(stream.stream, max);
+        self.mark_output(stream.connection);
+        Ok(result?)
     }
 
     /// Writes to a stream; returns how many bytes were taken (0: wait for
@@ -775,7 +795,9 @@ impl Swarm {
             .connections
             .get_mut(&stream.connection)
             .ok_or(Error::Unknown)?;
-        Ok(entry.conn.write(stream.stream, data)?)
+        let result = entry.conn.write(stream.stream, data);
+        self.mark_output(stream.connection);
+        Ok(result?)
     }
 
     /// Half-closes a stream (FIN).
@@ -784,7 +806,9 @@ impl Swarm {
             .connections
             .get_mut(&stream.connection)
             .ok_or(Error::Unknown)?;
-        Ok(entry.conn.finish(stream.stream)?)
+        let result = entry.conn.finish(stream.stream);
+        self.mark_output(stream.connection);
+        Ok(result?)
     }
 
     /// Resets a stream.
@@ -794,7 +818,9 @@ impl Swarm {
             .get_mut(&stream.connection)
             .ok_or(Error::Unknown)?;
         entry.requests.remove(&stream.stream);
-        Ok(entry.conn.reset(stream.stream)?)
+        let result = entry.conn.reset(stream.stream);
+        self.mark_output(stream.connection);
+        Ok(result?)
     }
 
     // ---- connections ----
@@ -823,6 +849,7 @@ impl Swarm {
         if let Some(entry) = self.connections.get_mut(&connection) {
             entry.closing = true;
             entry.conn.close(now);
+            self.mark_output(connection);
             self.commands.push_back(Command::Close { connection });
         }
         self.process_connection(now, connection);
@@ -874,6 +901,7 @@ impl Swarm {
             if let Some(entry) = self.connections.get_mut(&id) {
                 entry.conn.handle_timeout(now);
             }
+            self.mark_output(id);
             self.process_connection(now, id);
         }
         if self.dialer.poll_timeout().is_some_and(|t| t <= now) {
@@ -911,6 +939,20 @@ impl Swarm {
             .chain(self.dialer.poll_timeout())
             .chain(services)
             .min()
+    }
+
+    /// A connection that has new bytes to send because of something other than its own input
+    /// (an application write, a built-in service, a timer): the driver calls
+    /// [`poll_transmit`](Self::poll_transmit) for it. Each connection is listed at most once
+    /// until drained.
+    pub fn poll_wants_transmit(&mut self) -> Option<ConnectionId> {
+        self.wants_transmit.pop()
+    }
+
+    fn mark_output(&mut self, connection: ConnectionId) {
+        if !self.wants_transmit.contains(&connection) {
+            self.wants_transmit.push(connection);
+        }
     }
 
     /// The next command for the driver.
@@ -989,6 +1031,12 @@ impl Swarm {
                     }),
                 }
             }
+            Event::Readable(stream) | Event::Writable(stream) | Event::StreamReset(stream)
+                if self.retired.contains(&stream) =>
+            {
+                self.forget_retired(stream);
+                None
+            }
             Event::Readable(stream) | Event::Writable(stream)
                 if self.services.contains_key(&stream) =>
             {
@@ -1033,6 +1081,7 @@ impl Swarm {
                 error,
             } => {
                 self.services.retain(|s, _| s.connection != connection);
+                self.retired.retain(|s| s.connection != connection);
                 if !self.peers.contains_key(&peer) {
                     self.peer_info.remove(&peer);
                 }
@@ -1043,6 +1092,23 @@ impl Swarm {
                 })
             }
             other => Some(other),
+        }
+    }
+
+    /// Forgets a retired stream once its connection no longer knows it, and prunes the set
+    /// the same way so it stays as small as the streams that still exist.
+    fn forget_retired(&mut self, stream: StreamRef) {
+        let connections = &self.connections;
+        let gone = |s: &StreamRef| {
+            connections
+                .get(&s.connection)
+                .is_none_or(|c| !c.conn.has_stream(s.stream))
+        };
+        if gone(&stream) {
+            self.retired.remove(&stream);
+        }
+        if self.retired.len() > 64 {
+            self.retired.retain(|s| !gone(s));
         }
     }
 
@@ -1070,6 +1136,7 @@ impl Swarm {
             let _ = entry.conn.write(stream.stream, &out);
         }
         let _ = entry.conn.finish(stream.stream);
+        self.mark_output(stream.connection);
         // The stream is gone only once the requester's end is read too.
         let now = self.last_now;
         if let Some(now) = now {
@@ -1103,6 +1170,9 @@ impl Swarm {
             }
         }
         let step = service.drive(now, &mut input, eof);
+        if !self.wants_transmit.contains(&stream.connection) {
+            self.wants_transmit.push(stream.connection);
+        }
         if !step.output.is_empty() {
             let _ = entry.conn.write(stream.stream, &step.output);
         }
@@ -1110,6 +1180,7 @@ impl Swarm {
             return;
         };
         self.services.remove(&stream);
+        self.retired.insert(stream);
         if let Outcome::Abandoned = outcome {
             let _ = entry.conn.reset(stream.stream);
             return;
@@ -1290,6 +1361,7 @@ impl Swarm {
         let Some(entry) = self.connections.remove(&connection) else {
             return;
         };
+        self.wants_transmit.retain(|c| *c != connection);
         if let Some(attempt) = entry.attempt {
             self.attempts.remove(&attempt);
             let cause = match &error {
