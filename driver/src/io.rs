@@ -241,10 +241,11 @@ async fn run_connection<R: Runtime>(
             // Write.
             let closing = {
                 let mut inner = shared.lock();
+                // Register before polling, under the same lock: a stream that queues data, or
+                // a close that arrives, after this finds the waker, so no wake-up is lost
+                // (also while a write to a peer that does not read is pending).
+                inner.conn_wakers.insert(id, cx.waker().clone());
                 if output.is_empty() {
-                    // Register before polling, under the same lock: a stream that queues data
-                    // after this poll finds the waker, so its wake-up cannot be lost.
-                    inner.conn_wakers.insert(id, cx.waker().clone());
                     let now = rt.now();
                     inner.swarm.poll_transmit(now, id, &mut output);
                     inner.pump(&shared);
