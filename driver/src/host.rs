@@ -536,6 +536,9 @@ impl<R: Runtime> Host<R> {
                 inner.pings.insert(peer, Waiter::default());
                 inner.swarm.ping(now, peer);
                 inner.pump(&self.shared);
+                // The swarm wrote the ping into a stream by itself (no event reaches us): the
+                // connection task must be woken to transmit it.
+                inner.wake_all_connections();
             }
         }
         self.wait(|inner| &mut inner.pings, peer, true).await

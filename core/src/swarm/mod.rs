@@ -907,6 +907,9 @@ impl Swarm {
     /// Pings `peer` once on a new `/ipfs/ping/1.0.0` stream (dialing if needed); answered by
     /// [`Event::PingResult`].
     pub fn ping(&mut self, now: Instant, peer: PeerId) {
+        // The pinger starts its clock when the opened stream is intercepted in `poll_event`,
+        // which uses `last_now`: make it current, or the RTT includes the idle time before.
+        self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
         let request = self.open_stream(
             now,
             peer,
