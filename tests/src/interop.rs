@@ -83,11 +83,16 @@ impl TestRuntime for OnAsyncStd {
     }
 }
 
-/// Runs one scenario on `T`, failing it if it takes longer than `limit`.
+/// Runs one scenario on `T`, failing it if it takes longer than `limit`. `RUST_LOG` enables
+/// logs (of both sides).
 pub fn run<T: TestRuntime, F: Future<Output = ()>>(
     limit: Duration,
     body: impl FnOnce(T::R) -> F,
 ) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let tokio = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
