@@ -118,6 +118,10 @@ struct StreamState {
     /// Bytes read from the stream during negotiation; what is left after it belongs to the
     /// application and is served before anything else.
     buffer: BytesMut,
+    /// Negotiation read the stream's end (e.g. a lazy proposal's echo, the reply and the FIN
+    /// in one flight) and the application has not yet: after `buffer`, a read returns the end.
+    /// Until then the state outlives the session's stream (closed both ways, forgotten).
+    eof: bool,
 }
 
 /// The established part of a connection.
@@ -259,6 +263,7 @@ impl Connection {
                         StreamState {
                             negotiation: Negotiation::Inbound(listener),
                             buffer: BytesMut::new(),
+                            eof: false,
                         },
                     );
                     if let Some(mut s) = live.session.stream(id) {
@@ -348,6 +353,7 @@ impl Connection {
             StreamState {
                 negotiation: Negotiation::Outbound(dialer),
                 buffer: BytesMut::new(),
+                eof: false,
             },
         );
         Ok(id)
@@ -377,6 +383,12 @@ impl Connection {
         if !state.buffer.is_empty() {
             let n = state.buffer.len().min(max);
             return Ok(Some(state.buffer.split_to(n).freeze()));
+        }
+        if state.eof {
+            // Delivered now; forgotten if the session already did.
+            state.eof = false;
+            live.prune();
+            return Ok(None);
         }
         let mut stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
         match stream.read(max) {
@@ -409,7 +421,13 @@ impl Connection {
     /// Half-closes a stream: we send no more (FIN).
     pub fn finish(&mut self, id: StreamId) -> Result<(), Error> {
         let live = self.live()?;
-        let mut stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
+        let Some(mut stream) = live.session.stream(id) else {
+            // Already closed both ways, its end not read yet (see `StreamState::eof`).
+            return match live.streams.remove(&id) {
+                Some(_) => Ok(()),
+                None => Err(Error::UnknownStream(id)),
+            };
+        };
         stream.finish()?;
         live.prune();
         Ok(())
@@ -418,8 +436,15 @@ impl Connection {
     /// Resets a stream in both directions.
     pub fn reset(&mut self, id: StreamId) -> Result<(), Error> {
         let live = self.live()?;
-        live.streams.remove(&id);
-        let stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
+        let known = live.streams.remove(&id).is_some();
+        let Some(stream) = live.session.stream(id) else {
+            // Already closed both ways (see `StreamState::eof`): nothing to send.
+            return if known {
+                Ok(())
+            } else {
+                Err(Error::UnknownStream(id))
+            };
+        };
         Ok(stream.reset()?)
     }
 
@@ -523,12 +548,14 @@ impl Connection {
 }
 
 impl Live {
-    /// Forgets streams the session no longer has (both directions closed). Cheap when
-    /// nothing ended: the session's count is compared first.
+    /// Forgets streams the session no longer has (both directions closed), except those
+    /// whose end negotiation read and the application has not (see [`StreamState::eof`]).
+    /// Cheap when nothing ended: the session's count is compared first.
     fn prune(&mut self) {
         if self.streams.len() > self.session.num_streams() {
             let session = &mut self.session;
-            self.streams.retain(|id, _| session.stream(*id).is_some());
+            self.streams
+                .retain(|id, s| s.eof || session.stream(*id).is_some());
         }
     }
 }
@@ -576,6 +603,7 @@ fn negotiate(live: &mut Live, id: StreamId, events: &mut VecDeque<Event>) {
     match outcome {
         Ok(Some((protocol, inbound))) => {
             state.negotiation = Negotiation::Done;
+            state.eof = eof;
             let pending = !state.buffer.is_empty() || eof;
             events.push_back(if inbound {
                 Event::InboundStream { id, protocol }
