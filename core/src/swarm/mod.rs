@@ -23,7 +23,7 @@
 mod limits;
 mod services;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -333,6 +333,9 @@ pub struct Swarm {
     attempts: HashMap<AttemptId, ConnectionId>,
     /// Built-in protocols (ping, identify) running on streams.
     services: HashMap<StreamRef, Service>,
+    /// Streams of finished services, half-closed by us, waiting for the remote's FIN: read
+    /// here so they are released (nobody else reads them); data on them resets them.
+    draining: HashSet<StreamRef>,
     /// Stream requests the swarm made for its own services.
     internal: HashMap<StreamRequestId, (PeerId, Internal)>,
     /// What each connected peer told us through identify.
@@ -373,6 +376,7 @@ impl Swarm {
             waiting_for_dial: HashMap::new(),
             attempts: HashMap::new(),
             services: HashMap::new(),
+            draining: HashSet::new(),
             internal: HashMap::new(),
             peer_info: HashMap::new(),
             last_now: None,
@@ -973,6 +977,13 @@ impl Swarm {
                 self.drive_service(now, stream);
                 None
             }
+            Event::Readable(stream) | Event::Writable(stream)
+                if self.draining.contains(&stream) =>
+            {
+                self.drain(stream);
+                None
+            }
+            Event::StreamReset(stream) if self.draining.remove(&stream) => None,
             Event::StreamReset(stream) if self.services.contains_key(&stream) => {
                 let service = self.services.remove(&stream)?;
                 let peer = self.connection_peer(stream.connection)?;
@@ -1011,6 +1022,7 @@ impl Swarm {
                 error,
             } => {
                 self.services.retain(|s, _| s.connection != connection);
+                self.draining.retain(|s| s.connection != connection);
                 if !self.peers.contains_key(&peer) {
                     self.peer_info.remove(&peer);
                 }
@@ -1048,6 +1060,27 @@ impl Swarm {
             let _ = entry.conn.write(stream.stream, &out);
         }
         let _ = entry.conn.finish(stream.stream);
+        self.draining.insert(stream);
+        self.drain(stream);
+    }
+
+    /// Reads a finished service's stream until the remote's FIN, which releases it; resets it
+    /// if the remote sends data instead.
+    fn drain(&mut self, stream: StreamRef) {
+        let Some(entry) = self.connections.get_mut(&stream.connection) else {
+            self.draining.remove(&stream);
+            return;
+        };
+        match entry.conn.read(stream.stream, 1) {
+            Ok(Some(chunk)) if chunk.is_empty() => {}
+            Ok(Some(_)) => {
+                let _ = entry.conn.reset(stream.stream);
+                self.draining.remove(&stream);
+            }
+            Ok(None) | Err(_) => {
+                self.draining.remove(&stream);
+            }
+        }
     }
 
     /// Moves a built-in service forward with what its stream has received.
@@ -1083,7 +1116,10 @@ impl Swarm {
         };
         self.services.remove(&stream);
         let _ = entry.conn.finish(stream.stream);
-        let Some(peer) = entry.peer else {
+        let peer = entry.peer;
+        self.draining.insert(stream);
+        self.drain(stream);
+        let Some(peer) = peer else {
             return;
         };
         match outcome {
