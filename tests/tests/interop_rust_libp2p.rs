@@ -144,10 +144,11 @@ async fn write_close_read<S: futures::AsyncRead + futures::AsyncWrite + Unpin>(
     mut s: S,
     payload: &[u8],
 ) -> std::io::Result<Vec<u8>> {
-    s.write_all(payload).await?;
-    s.close().await?;
+    let ctx = |what: &'static str| move |e: std::io::Error| std::io::Error::new(e.kind(), format!("{what}: {e}"));
+    s.write_all(payload).await.map_err(ctx("write"))?;
+    s.close().await.map_err(ctx("close"))?;
     let mut out = Vec::new();
-    s.read_to_end(&mut out).await?;
+    s.read_to_end(&mut out).await.map_err(ctx("read"))?;
     Ok(out)
 }
 
@@ -156,6 +157,55 @@ fn without_p2p(addr: &Multiaddr) -> Multiaddr {
     addr.iter()
         .filter(|p| !matches!(p, Protocol::P2p(_)))
         .collect()
+}
+
+/// Waits until the connection's housekeeping is over: both identify exchanges and rust's
+/// first automatic ping (`events` subscribed before connecting). Returns how many streams our
+/// host has then: rust-libp2p keeps its outbound ping stream open between pings, so 1.
+async fn settle<R: Runtime>(
+    host: &Host<R>,
+    peer: &Libp2pPeer,
+    events: &mut tokio::sync::broadcast::Receiver<PeerEvent>,
+) -> usize {
+    let (us, them) = (host.peer_id(), peer.peer_id());
+    within("their first automatic ping", T, async {
+        loop {
+            match events.recv().await.expect("events") {
+                PeerEvent::Ping { peer, result } if peer == us => {
+                    result.expect("automatic ping");
+                    break;
+                }
+                _ => {}
+            }
+        }
+    })
+    .await;
+    eventually("we identify them", T, || host.peer_info(them).is_some()).await;
+    within("they identify us", T, peer.identify_info(us))
+        .await
+        .expect("their identify");
+    // Our identify answer is released once their FIN arrives.
+    let mut n = host.num_streams();
+    let start = Instant::now();
+    while n > 1 && start.elapsed() < Duration::from_secs(2) {
+        sleep(Duration::from_millis(10)).await;
+        n = host.num_streams();
+    }
+    assert_eq!(n, 1, "streams of a settled connection (their ping stream)");
+    n
+}
+
+/// Waits until our host has no more than `baseline` streams.
+async fn streams_back_to<R: Runtime>(host: &Host<R>, baseline: usize) {
+    let start = Instant::now();
+    while host.num_streams() > baseline {
+        assert!(
+            start.elapsed() < T,
+            "{} streams left after {T:?}, expected {baseline}",
+            host.num_streams()
+        );
+        sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Waits until our host has no connection and no stream left.
@@ -364,7 +414,9 @@ fn stream_payload(i: usize) -> Vec<u8> {
 async fn streams_100_we_open<R: Runtime>(rt: R) {
     let peer = their_peer(false).await;
     let host = our_host(&rt, false);
+    let mut events = peer.subscribe();
     we_dial(&host, &peer).await;
+    let baseline = settle(&host, &peer, &mut events).await;
     let them = peer.peer_id();
     let opened = within(
         "open 100 streams",
@@ -387,7 +439,7 @@ async fn streams_100_we_open<R: Runtime>(rt: R) {
     for (i, ok) in results {
         assert!(ok.expect("echo stream"), "stream {i} echoed wrong bytes");
     }
-    eventually("our streams are gone", T, || host.num_streams() == 0).await;
+    streams_back_to(&host, baseline).await;
     peer.shutdown().await;
     all_clean(&host).await;
 }
@@ -397,7 +449,9 @@ async fn streams_100_they_open<R: Runtime>(rt: R) {
     let (host, addr) = our_listener(&rt, false).await;
     serve_echo_all(&host, &rt);
     let peer = their_peer(false).await;
+    let mut events = peer.subscribe();
     they_dial(&peer, &host, &addr).await;
+    let baseline = settle(&host, &peer, &mut events).await;
     let us = host.peer_id();
     let results = within(
         "100 concurrent echoes",
@@ -414,7 +468,7 @@ async fn streams_100_they_open<R: Runtime>(rt: R) {
     for (i, ok) in results {
         assert!(ok.expect("echo stream"), "stream {i} echoed wrong bytes");
     }
-    eventually("our streams are gone", T, || host.num_streams() == 0).await;
+    streams_back_to(&host, baseline).await;
     peer.shutdown().await;
     all_clean(&host).await;
 }
@@ -483,7 +537,9 @@ async fn they_reset_or_close_our_streams<R: Runtime>(rt: R) {
     use std::io::ErrorKind;
     let peer = their_peer(false).await;
     let host = our_host(&rt, false);
+    let mut events = peer.subscribe();
     we_dial(&host, &peer).await;
+    let baseline = settle(&host, &peer, &mut events).await;
     let them = peer.peer_id();
 
     // Reset while we read.
@@ -558,7 +614,7 @@ async fn they_reset_or_close_our_streams<R: Runtime>(rt: R) {
     drop(theirs);
     drop(ours);
 
-    eventually("our streams are gone", T, || host.num_streams() == 0).await;
+    streams_back_to(&host, baseline).await;
     // Still usable afterwards.
     let reply = within("echo after resets", T, async {
         let s = host.new_stream(them, [ECHO_PROTOCOL]).await.unwrap();
@@ -774,7 +830,9 @@ async fn lazy_dialer_sends_data_with_proposal<R: Runtime>(rt: R) {
 async fn lazy_rejection_fails_first_read<R: Runtime>(rt: R) {
     let peer = their_peer(false).await;
     let host = our_host(&rt, false);
+    let mut events = peer.subscribe();
     we_dial(&host, &peer).await;
+    let baseline = settle(&host, &peer, &mut events).await;
     let mut s = within("lazy open", T, host.new_stream(peer.peer_id(), [UNSUPPORTED]))
         .await
         .expect("lazy open succeeds at once");
@@ -785,7 +843,7 @@ async fn lazy_rejection_fails_first_read<R: Runtime>(rt: R) {
     let err = read.expect_err("read on a rejected lazy stream");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
     drop(s);
-    eventually("rejected stream is gone", T, || host.num_streams() == 0).await;
+    streams_back_to(&host, baseline).await;
     // Our strict dialer (several protocols) gets `na` for the first and agrees on the second.
     let s = within(
         "open [unsupported, echo]",
