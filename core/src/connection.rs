@@ -252,7 +252,8 @@ impl Connection {
         let State::Live(live) = &mut self.state else {
             return;
         };
-        live.prune();
+        // Pruning happens after the events: a reset stream is already gone from the session,
+        // and pruning first would swallow its `StreamReset`.
         while let Some(event) = live.session.poll_event() {
             match event {
                 yamux::Event::InboundStream(id) => {
@@ -328,6 +329,7 @@ impl Connection {
                 }
             }
         }
+        live.prune();
     }
 
     /// Opens a stream proposing `protocols` in order. With one protocol the stream is
