@@ -582,11 +582,20 @@ fn negotiate(live: &mut Live, id: StreamId, events: &mut VecDeque<Event>) {
         }
     }
     let outcome = match &mut state.negotiation {
-        Negotiation::Outbound(dialer) => match dialer.handle_input(&mut state.buffer) {
-            Ok(DialerStatus::Agreed(protocol)) => Ok(Some((protocol, false))),
-            Ok(DialerStatus::InProgress) => Ok(None),
-            Err(e) => Err(e),
-        },
+        Negotiation::Outbound(dialer) => {
+            let status = dialer.handle_input(&mut state.buffer);
+            // After `na` the dialer proposes its next candidate.
+            let mut proposal = BytesMut::new();
+            dialer.poll_transmit(&mut proposal);
+            if !proposal.is_empty() {
+                let _ = stream.write_bytes(proposal.freeze());
+            }
+            match status {
+                Ok(DialerStatus::Agreed(protocol)) => Ok(Some((protocol, false))),
+                Ok(DialerStatus::InProgress) => Ok(None),
+                Err(e) => Err(e),
+            }
+        }
         Negotiation::Inbound(listener) => {
             let status = listener.handle_input(&mut state.buffer);
             let mut answer = BytesMut::new();
