@@ -343,6 +343,13 @@ impl<R: Runtime> Inner<R> {
         }
     }
 
+    /// Wakes the connection the swarm uses for new streams to `peer`, if any.
+    fn wake_peer(&mut self, peer: PeerId) {
+        if let Some(c) = self.swarm.best_connection(peer) {
+            self.wake_connection(c);
+        }
+    }
+
     pub(crate) fn wake_all_connections(&mut self) {
         for (_, w) in self.conn_wakers.drain() {
             w.wake();
@@ -518,6 +525,9 @@ impl<R: Runtime> Host<R> {
             let id = inner.swarm.open_stream(now, peer, protocols);
             inner.streams.insert(id, Waiter::default());
             inner.pump(&self.shared);
+            // The proposal is queued on the connection; with several protocols no event
+            // reaches us to wake its task, so wake it here.
+            inner.wake_peer(peer);
             id
         };
         self.wait(|inner| &mut inner.streams, request, true).await
@@ -538,7 +548,7 @@ impl<R: Runtime> Host<R> {
                 inner.pump(&self.shared);
                 // The swarm wrote the ping into a stream by itself (no event reaches us): the
                 // connection task must be woken to transmit it.
-                inner.wake_all_connections();
+                inner.wake_peer(peer);
             }
         }
         self.wait(|inner| &mut inner.pings, peer, true).await
