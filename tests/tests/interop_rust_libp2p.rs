@@ -56,6 +56,9 @@ use plait_tests::{
 
 /// Bound of every single await.
 const T: Duration = Duration::from_secs(10);
+/// Bound of steps that are quick unless a wake-up is lost (the host's next timer is ≥ 10 s
+/// away: identify's deadline, rust's 15 s ping).
+const QUICK: Duration = Duration::from_secs(3);
 /// Bound of a whole scenario.
 const SCENARIO: Duration = Duration::from_secs(50);
 /// Bytes sent each way by the big-transfer scenarios.
@@ -273,7 +276,7 @@ async fn ping_we_ping_them<R: Runtime>(rt: R) {
                 sleep(Duration::from_millis(200)).await;
             }
             let start = Instant::now();
-            let rtt = within("our ping", T, host.ping(peer.peer_id()))
+            let rtt = within("our ping", QUICK, host.ping(peer.peer_id()))
                 .await
                 .expect("ping");
             assert!(rtt <= start.elapsed(), "rtt {rtt:?} > wall time");
@@ -847,7 +850,7 @@ async fn lazy_rejection_fails_first_read<R: Runtime>(rt: R) {
     // Our strict dialer (several protocols) gets `na` for the first and agrees on the second.
     let s = within(
         "open [unsupported, echo]",
-        T,
+        QUICK,
         host.new_stream(peer.peer_id(), [UNSUPPORTED, ECHO_PROTOCOL]),
     )
     .await
@@ -860,7 +863,7 @@ async fn lazy_rejection_fails_first_read<R: Runtime>(rt: R) {
     // None supported: the open fails.
     let err = within(
         "open [unsupported, unsupported]",
-        T,
+        QUICK,
         host.new_stream(peer.peer_id(), [UNSUPPORTED, "/plait-test/nope/1.0.0"]),
     )
     .await;
