@@ -85,10 +85,7 @@ impl TestRuntime for OnAsyncStd {
 
 /// Runs one scenario on `T`, failing it if it takes longer than `limit`. `RUST_LOG` enables
 /// logs (of both sides).
-pub fn run<T: TestRuntime, F: Future<Output = ()>>(
-    limit: Duration,
-    body: impl FnOnce(T::R) -> F,
-) {
+pub fn run<T: TestRuntime, F: Future<Output = ()>>(limit: Duration, body: impl FnOnce(T::R) -> F) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
@@ -349,9 +346,7 @@ impl GateProxy {
                         let _ = client_w.shutdown().await;
                         break;
                     }
-                    if armed2.load(Ordering::SeqCst)
-                        && released2.wait_for(|r| *r).await.is_err()
-                    {
+                    if armed2.load(Ordering::SeqCst) && released2.wait_for(|r| *r).await.is_err() {
                         break;
                     }
                     if client_w.write_all(&buf[..n]).await.is_err() {

@@ -1,4 +1,4 @@
 //! Shared helpers for the cross-crate tests.
 
-pub mod libp2p_peer;
 pub mod interop;
+pub mod libp2p_peer;
