@@ -324,7 +324,7 @@ pub struct Swarm {
     connections: HashMap<ConnectionId, ConnEntry>,
     peers: HashMap<PeerId, Vec<ConnectionId>>,
     listeners: HashMap<ListenerId, Vec<Multiaddr>>,
-    protected: std::collections::HashSet<PeerId>,
+    protected: HashSet<PeerId>,
     addresses: AddressBook,
     dialer: DialScheduler,
     /// Stream requests waiting for a dial of the scheduler.
