@@ -449,7 +449,13 @@ impl Connection {
     /// Half-closes a stream: we send no more (FIN).
     pub fn finish(&mut self, id: StreamId) -> Result<(), Error> {
         let live = self.live()?;
-        let mut stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
+        let Some(mut stream) = live.session.stream(id) else {
+            // Already closed both ways, its end not read yet (see `StreamState::eof`).
+            return match live.streams.remove(&id) {
+                Some(_) => Ok(()),
+                None => Err(Error::UnknownStream(id)),
+            };
+        };
         stream.finish()?;
         live.prune();
         Ok(())
@@ -458,8 +464,15 @@ impl Connection {
     /// Resets a stream in both directions.
     pub fn reset(&mut self, id: StreamId) -> Result<(), Error> {
         let live = self.live()?;
-        live.streams.remove(&id);
-        let stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
+        let known = live.streams.remove(&id).is_some();
+        let Some(stream) = live.session.stream(id) else {
+            // Already closed both ways (see `StreamState::eof`): nothing to send.
+            return if known {
+                Ok(())
+            } else {
+                Err(Error::UnknownStream(id))
+            };
+        };
         Ok(stream.reset()?)
     }
 

@@ -3,5 +3,6 @@
 pub mod conformance;
 pub mod custom_loop;
 pub mod hostile;
+pub mod interop;
 pub mod libp2p_peer;
 pub mod sim;

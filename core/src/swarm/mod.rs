@@ -26,7 +26,7 @@
 mod limits;
 mod services;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -327,7 +327,7 @@ pub struct Swarm {
     connections: HashMap<ConnectionId, ConnEntry>,
     peers: HashMap<PeerId, Vec<ConnectionId>>,
     listeners: HashMap<ListenerId, Vec<Multiaddr>>,
-    protected: std::collections::HashSet<PeerId>,
+    protected: HashSet<PeerId>,
     addresses: AddressBook,
     dialer: DialScheduler,
     /// Stream requests waiting for a dial of the scheduler.
@@ -338,7 +338,7 @@ pub struct Swarm {
     services: HashMap<StreamRef, Service>,
     /// Streams whose built-in service ended but that still exist: their late events (the
     /// remote's end, a reset) are not the application's business.
-    retired: std::collections::HashSet<StreamRef>,
+    retired: HashSet<StreamRef>,
     /// Stream requests the swarm made for its own services.
     internal: HashMap<StreamRequestId, (PeerId, Internal)>,
     /// What each connected peer told us through identify.
@@ -974,6 +974,9 @@ impl Swarm {
     /// Pings `peer` once on a new `/ipfs/ping/1.0.0` stream (dialing if needed); answered by
     /// [`Event::PingResult`].
     pub fn ping(&mut self, now: Instant, peer: PeerId) {
+        // The pinger starts its clock when the opened stream is intercepted in `poll_event`,
+        // which uses `last_now`: make it current, or the RTT includes the idle time before.
+        self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
         let request = self.open_stream(
             now,
             peer,
@@ -1034,7 +1037,7 @@ impl Swarm {
             Event::Readable(stream) | Event::Writable(stream) | Event::StreamReset(stream)
                 if self.retired.contains(&stream) =>
             {
-                self.forget_retired(stream);
+                self.drain(stream);
                 None
             }
             Event::Readable(stream) | Event::Writable(stream)
@@ -1043,6 +1046,7 @@ impl Swarm {
                 self.drive_service(now, stream);
                 None
             }
+
             Event::StreamReset(stream) if self.services.contains_key(&stream) => {
                 let service = self.services.remove(&stream)?;
                 let peer = self.connection_peer(stream.connection)?;
@@ -1095,20 +1099,35 @@ impl Swarm {
         }
     }
 
-    /// Forgets a retired stream once its connection no longer knows it, and prunes the set
-    /// the same way so it stays as small as the streams that still exist.
-    fn forget_retired(&mut self, stream: StreamRef) {
-        let connections = &self.connections;
-        let gone = |s: &StreamRef| {
-            connections
-                .get(&s.connection)
-                .is_none_or(|c| !c.conn.has_stream(s.stream))
-        };
-        if gone(&stream) {
-            self.retired.remove(&stream);
+    /// Reads a retired stream (its service ended and half-closed it) until the remote's end,
+    /// which releases it; data instead of the end resets it. The stream stays in `retired`
+    /// (ids are never reused on a connection) so that events still queued for it are
+    /// swallowed; entries are pruned once the connection forgot the stream and no event for
+    /// it is queued, which keeps the set as small as the streams that exist.
+    fn drain(&mut self, stream: StreamRef) {
+        if let Some(entry) = self.connections.get_mut(&stream.connection) {
+            if let Ok(Some(chunk)) = entry.conn.read(stream.stream, 1) {
+                if !chunk.is_empty() {
+                    let _ = entry.conn.reset(stream.stream);
+                }
+            }
         }
         if self.retired.len() > 64 {
-            self.retired.retain(|s| !gone(s));
+            let connections = &self.connections;
+            let queued: HashSet<StreamRef> = self
+                .events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::Readable(s) | Event::Writable(s) | Event::StreamReset(s) => Some(*s),
+                    _ => None,
+                })
+                .collect();
+            self.retired.retain(|s| {
+                queued.contains(s)
+                    || connections
+                        .get(&s.connection)
+                        .is_some_and(|c| c.conn.has_stream(s.stream))
+            });
         }
     }
 
@@ -1186,7 +1205,9 @@ impl Swarm {
             return;
         }
         let _ = entry.conn.finish(stream.stream);
-        let Some(peer) = entry.peer else {
+        let peer = entry.peer;
+        self.drain(stream);
+        let Some(peer) = peer else {
             return;
         };
         match outcome {
