@@ -25,6 +25,12 @@ const MAX_UNCONSUMED_INPUT: usize = 1024 * 1024;
 /// the others on the same executor thread (quinn's work limiter).
 const WORK_PER_WAKE: usize = 32;
 
+thread_local! {
+    /// Where connection tasks on this thread read their sockets into (one per thread rather
+    /// than one per connection: idle connections hold no read buffer).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
+}
+
 async fn resolve<R: Runtime>(
     runtime: &R,
     addr: &Multiaddr,
@@ -194,8 +200,8 @@ async fn run_connection<R: Runtime>(
     id: ConnectionId,
     mut tcp: R::Tcp,
 ) {
-    let mut input = BytesMut::with_capacity(READ_CHUNK);
-    let mut output = BytesMut::with_capacity(READ_CHUNK);
+    let mut input = BytesMut::new();
+    let mut output = BytesMut::new();
     let mut read_open = true;
     poll_fn(|cx| {
         let mut work = 0;
@@ -203,26 +209,31 @@ async fn run_connection<R: Runtime>(
             let mut progress = false;
             // Read.
             if read_open && input.len() < MAX_UNCONSUMED_INPUT {
-                let start = input.len();
-                input.resize(start + READ_CHUNK, 0);
-                match Pin::new(&mut tcp).poll_read(cx, &mut input[start..]) {
+                // Read into this thread's scratch buffer and copy what arrived: no 64 KiB
+                // zero-fill per read, and no buffer kept by an idle connection.
+                let read = SCRATCH.with_borrow_mut(|scratch| {
+                    let r = Pin::new(&mut tcp).poll_read(cx, scratch);
+                    if let Poll::Ready(Ok(n)) = r {
+                        input.extend_from_slice(&scratch[..n]);
+                    }
+                    r
+                });
+                match read {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                        input.truncate(start);
                         read_open = false;
                         let mut inner = shared.lock();
                         let now = rt.now();
                         inner.swarm.handle_closed(now, id);
                         inner.pump(&shared);
                     }
-                    Poll::Ready(Ok(n)) => {
-                        input.truncate(start + n);
+                    Poll::Ready(Ok(_)) => {
                         let mut inner = shared.lock();
                         let now = rt.now();
                         inner.swarm.handle_input(now, id, &mut input);
                         inner.pump(&shared);
                         progress = true;
                     }
-                    Poll::Pending => input.truncate(start),
+                    Poll::Pending => {}
                 }
             }
             // Write.
@@ -268,6 +279,13 @@ async fn run_connection<R: Runtime>(
                 return Poll::Ready(());
             }
             if !progress {
+                // Going idle: give back buffers that hold nothing.
+                if input.is_empty() && input.capacity() > 0 {
+                    input = BytesMut::new();
+                }
+                if output.is_empty() && output.capacity() > 0 {
+                    output = BytesMut::new();
+                }
                 shared.lock().conn_wakers.insert(id, cx.waker().clone());
                 // Output may have been queued between our transmit poll and registering.
                 let pending = {
