@@ -794,7 +794,19 @@ async fn mem_child_run(side: &str, what: &str, n: usize) {
             let held: Vec<_> = futures::stream::iter(0..per * STREAM_CLIENTS)
                 .map(|i| {
                     let c = clients[i % STREAM_CLIENTS].clone();
-                    async move { c.new_stream(peer, [IDLE]).await.expect("open") }
+                    async move {
+                        // Opens return before the remote acknowledges; past 256
+                        // unacknowledged streams yamux refuses more for a moment.
+                        loop {
+                            match c.new_stream(peer, [IDLE]).await {
+                                Ok(s) => break s,
+                                Err(e) if e.to_string().contains("backlog") => {
+                                    tokio::time::sleep(Duration::from_millis(2)).await;
+                                }
+                                Err(e) => panic!("open: {e}"),
+                            }
+                        }
+                    }
                 })
                 .buffer_unordered(IN_FLIGHT)
                 .collect()
@@ -983,6 +995,7 @@ fn main() {
         o.reps
     );
     let mut rows = Vec::new();
+    let mut printed = 0;
     for name in &names {
         eprint!("{name} ");
         match name.as_str() {
@@ -994,7 +1007,11 @@ fn main() {
             "runtimes" => bench_runtimes(&o, &mut rows, &rt),
             _ => unreachable!(),
         }
+        // Print as we go, so one failing benchmark does not lose the others' figures.
+        print_rows(&rows[printed..]);
+        printed = rows.len();
     }
+    println!("\nAll results:");
     print_rows(&rows);
     std::process::exit(0);
 }
