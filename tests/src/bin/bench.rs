@@ -502,7 +502,7 @@ async fn bench_throughput(o: &Opts, rows: &mut Vec<Row>) {
 
 /// Even repetitions run ours first, odd ones theirs first.
 fn order(rep: usize) -> [u8; 2] {
-    if rep % 2 == 0 {
+    if rep.is_multiple_of(2) {
         [0, 1]
     } else {
         [1, 0]
