@@ -29,6 +29,12 @@ const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// the others on the same executor thread (quinn's work limiter).
 const WORK_PER_WAKE: usize = 32;
 
+thread_local! {
+    /// Where connection tasks on this thread read their sockets into (one per thread rather
+    /// than one per connection: idle connections hold no read buffer).
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; READ_CHUNK]);
+}
+
 async fn resolve<R: Runtime>(
     runtime: &R,
     addr: &Multiaddr,
@@ -204,8 +210,8 @@ async fn run_connection<R: Runtime>(
     id: ConnectionId,
     mut tcp: R::Tcp,
 ) {
-    let mut input = BytesMut::with_capacity(READ_CHUNK);
-    let mut output = BytesMut::with_capacity(READ_CHUNK);
+    let mut input = BytesMut::new();
+    let mut output = BytesMut::new();
     let mut read_open = true;
     let mut metrics = SocketMetrics::new(&shared);
     let mut linger: Option<BoxFuture<'static, ()>> = None;
@@ -215,19 +221,24 @@ async fn run_connection<R: Runtime>(
             let mut progress = false;
             // Read.
             if read_open && input.len() < MAX_UNCONSUMED_INPUT {
-                let start = input.len();
-                input.resize(start + READ_CHUNK, 0);
-                match Pin::new(&mut tcp).poll_read(cx, &mut input[start..]) {
+                // Read into this thread's scratch buffer and copy what arrived: no 64 KiB
+                // zero-fill per read, and no buffer kept by an idle connection.
+                let read = SCRATCH.with_borrow_mut(|scratch| {
+                    let r = Pin::new(&mut tcp).poll_read(cx, scratch);
+                    if let Poll::Ready(Ok(n)) = r {
+                        input.extend_from_slice(&scratch[..n]);
+                    }
+                    r
+                });
+                match read {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
-                        input.truncate(start);
                         read_open = false;
                         let mut inner = shared.lock();
                         let now = rt.now();
                         inner.swarm.handle_closed(now, id);
                         inner.pump(&shared);
                     }
-                    Poll::Ready(Ok(n)) => {
-                        input.truncate(start + n);
+                    Poll::Ready(Ok(_)) => {
                         let mut inner = shared.lock();
                         let now = rt.now();
                         inner.swarm.handle_input(now, id, &mut input);
@@ -235,7 +246,7 @@ async fn run_connection<R: Runtime>(
                         inner.wake_backlog();
                         progress = true;
                     }
-                    Poll::Pending => input.truncate(start),
+                    Poll::Pending => {}
                 }
             }
             // Write.
@@ -293,6 +304,13 @@ async fn run_connection<R: Runtime>(
                 return Poll::Ready(());
             }
             if !progress {
+                // Going idle: give back buffers that hold nothing.
+                if input.is_empty() && input.capacity() > 0 {
+                    input = BytesMut::new();
+                }
+                if output.is_empty() && output.capacity() > 0 {
+                    output = BytesMut::new();
+                }
                 // The waker was registered before the last transmit poll (or the socket
                 // write is pending and will wake us).
                 let closing = {
