@@ -639,36 +639,31 @@ fn negotiate(live: &mut Live, id: StreamId, events: &mut VecDeque<Event>) {
         }
     }
     state.eof |= eof;
+    // What negotiation answers (an echo, `na`, the next proposal after `na`) goes out on the
+    // stream before anything else.
+    let mut reply = BytesMut::new();
     let outcome = match &mut state.negotiation {
         Negotiation::Outbound(dialer) => {
             let status = dialer.handle_input(&mut state.buffer);
-            // After `na` the dialer proposes its next candidate.
-            let mut proposal = BytesMut::new();
-            dialer.poll_transmit(&mut proposal);
-            if !proposal.is_empty() {
-                let _ = stream.write_bytes(proposal.freeze());
-            }
-            match status {
-                Ok(DialerStatus::Agreed(protocol)) => Ok(Some((protocol, false))),
-                Ok(DialerStatus::InProgress) => Ok(None),
-                Err(e) => Err(e),
-            }
+            dialer.poll_transmit(&mut reply);
+            status.map(|s| match s {
+                DialerStatus::Agreed(protocol) => Some((protocol, false)),
+                DialerStatus::InProgress => None,
+            })
         }
         Negotiation::Inbound(listener) => {
             let status = listener.handle_input(&mut state.buffer);
-            let mut answer = BytesMut::new();
-            listener.poll_transmit(&mut answer);
-            if !answer.is_empty() {
-                let _ = stream.write_bytes(answer.freeze());
-            }
-            match status {
-                Ok(ListenerStatus::Agreed(protocol)) => Ok(Some((protocol, true))),
-                Ok(ListenerStatus::InProgress) => Ok(None),
-                Err(e) => Err(e),
-            }
+            listener.poll_transmit(&mut reply);
+            status.map(|s| match s {
+                ListenerStatus::Agreed(protocol) => Some((protocol, true)),
+                ListenerStatus::InProgress => None,
+            })
         }
         Negotiation::Done => return,
     };
+    if !reply.is_empty() {
+        let _ = stream.write_bytes(reply.freeze());
+    }
     match outcome {
         Ok(Some((protocol, inbound))) => {
             state.negotiation = Negotiation::Done;

@@ -100,6 +100,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+mod buffer;
 pub mod connection;
 pub mod dial;
 #[cfg(any(fuzzing, feature = "fuzzing"))]

@@ -7,7 +7,7 @@
 //! the exchange the connection carries raw bytes; whatever follows the peer's message stays in
 //! the caller's input buffer.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use libp2p_identity::{PeerId, PublicKey};
 use prost::Message as _;
 
@@ -180,13 +180,7 @@ impl Plaintext {
 
     /// Appends our queued `Exchange` to `out`; returns how many bytes, `None` if nothing.
     pub fn poll_transmit(&mut self, out: &mut BytesMut) -> Option<usize> {
-        if self.pending.is_empty() {
-            return None;
-        }
-        let n = self.pending.len();
-        out.put_slice(&self.pending);
-        self.pending.clear();
-        Some(n)
+        crate::buffer::drain_into(&mut self.pending, out)
     }
 
     /// True once our message is queued and the peer's is accepted.

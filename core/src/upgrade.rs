@@ -555,17 +555,7 @@ impl Upgrade {
 
     /// Appends raw bytes to send to `out`; returns how many, or `None` if there are none.
     pub fn poll_transmit(&mut self, out: &mut BytesMut) -> Option<usize> {
-        if self.out.is_empty() {
-            return None;
-        }
-        let n = self.out.len();
-        if out.is_empty() {
-            std::mem::swap(out, &mut self.out);
-        } else {
-            out.extend_from_slice(&self.out);
-            self.out.clear();
-        }
-        Some(n)
+        crate::buffer::drain_into(&mut self.out, out)
     }
 
     /// How far the upgrade got: 0 agreeing on security, 1 in the security handshake, 2 agreeing

@@ -116,13 +116,7 @@ impl Dialer {
 
     /// Appends the bytes to send to `out`; returns how many, or `None` if there are none.
     pub fn poll_transmit(&mut self, out: &mut BytesMut) -> Option<usize> {
-        if self.out.is_empty() {
-            return None;
-        }
-        let n = self.out.len();
-        out.extend_from_slice(&self.out);
-        self.out.clear();
-        Some(n)
+        crate::buffer::drain_into(&mut self.out, out)
     }
 
     /// Whether the listener has echoed a protocol.

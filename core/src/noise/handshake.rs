@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use libp2p_identity::{Keypair, PeerId, PublicKey};
 use prost::Message as _;
 use rand::{rngs::StdRng, RngCore, SeedableRng};
@@ -409,13 +409,7 @@ impl Handshake {
 
     /// Appends the queued handshake bytes to `out`; returns how many, `None` if nothing.
     pub fn poll_transmit(&mut self, out: &mut BytesMut) -> Option<usize> {
-        if self.pending.is_empty() {
-            return None;
-        }
-        let n = self.pending.len();
-        out.put_slice(&self.pending);
-        self.pending.clear();
-        Some(n)
+        crate::buffer::drain_into(&mut self.pending, out)
     }
 
     /// True once our last message is queued and the peer's last message is verified.
