@@ -9,8 +9,8 @@
 //! zero connections and zero streams, and every task either host (or its handlers) spawned
 //! has ended — tasks are counted by the [`Counted`] runtime wrapper.
 //!
-//! `large_transfer` sends 256 MiB in release builds and 32 MiB in debug builds (override with
-//! `PLAIT_CONFORMANCE_BYTES`), and checks the SHA-256 the remote echoes back.
+//! `large_transfer` sends 256 MiB (override with `PLAIT_CONFORMANCE_BYTES`) and checks the
+//! SHA-256 the remote echoes back.
 
 use std::future::Future;
 use std::io::ErrorKind;
@@ -296,11 +296,7 @@ fn transfer_len() -> usize {
     {
         return n;
     }
-    if cfg!(debug_assertions) {
-        32 << 20
-    } else {
-        256 << 20
-    }
+    256 << 20
 }
 
 /// A large one-way transfer; the remote replies with the SHA-256 of what it received.

@@ -21,10 +21,9 @@ struct Outcome {
 }
 
 fn join(sim: &mut NetSim, rng: &mut Rng, seed: u64) -> NodeId {
-    // Plaintext: a Noise XX handshake costs ~150 ms of CPU in a debug build (unoptimised
-    // curve25519/ed25519), far too much for ~1000 connections; tests/tests/swarm.rs covers
-    // Noise. The swarm, upgrade pipeline and yamux paths are the same.
-    let node = sim.add_node(node_config(1000 + seed, Security::Plaintext));
+    // Noise, as real hosts use: the crypto crates are compiled optimised in the dev profile
+    // (root Cargo.toml), so ~1000 handshakes cost well under a second.
+    let node = sim.add_node(node_config(1000 + seed, Security::Noise));
     sim.listen(node, 4001);
     let alive: Vec<NodeId> = (0..node).filter(|n| sim.nodes[*n].alive).collect();
     for _ in 0..KNOWN_PEERS.min(alive.len()) {
