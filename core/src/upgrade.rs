@@ -360,7 +360,8 @@ impl Upgrade {
                     let Stage::SecurityDialer { handshake, .. } =
                         std::mem::replace(&mut self.stage, Stage::Gone)
                     else {
-                        unreachable!("matched above");
+                        // Just matched: cannot happen, and a stuck upgrade ends at its timeout.
+                        return Ok(UpgradeStatus::InProgress);
                     };
                     self.stage = Stage::Handshake(handshake);
                 }
@@ -429,7 +430,8 @@ impl Upgrade {
                         channel, remote, ..
                     } = std::mem::replace(&mut self.stage, Stage::Gone)
                     else {
-                        unreachable!("matched above");
+                        // Just matched: cannot happen, and a stuck upgrade ends at its timeout.
+                        return Ok(UpgradeStatus::InProgress);
                     };
                     self.stage = Stage::Done { channel, remote };
                 }
@@ -446,7 +448,8 @@ impl Upgrade {
     /// handshake agreed on yamux).
     fn finish_handshake(&mut self) -> Result<(), Error> {
         let Stage::Handshake(handshake) = std::mem::replace(&mut self.stage, Stage::Gone) else {
-            unreachable!("only called in the handshake stage");
+            // Only called in the handshake stage; otherwise there is nothing to finish.
+            return Ok(());
         };
         let (channel, peer, public_key, early_muxer) = match handshake {
             Handshake::Noise(h) => {
