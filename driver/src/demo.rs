@@ -3,6 +3,7 @@
 //! ```text
 //! echo                      both peers in one process: listen, dial, echo, print
 //! echo -l PORT              listen on 127.0.0.1:PORT, print /ip4/127.0.0.1/tcp/PORT/p2p/ID
+//!      [--host IP]          (with -l) listen on IP instead of 127.0.0.1
 //! echo -d MULTIADDR         dial, send "Hello, world!\n", print the reply
 //! options: --insecure (plaintext instead of Noise), --seed N (deterministic identity)
 //! ```
@@ -24,6 +25,8 @@ pub const MAX_LINE: usize = 64 * 1024;
 pub struct EchoArgs {
     /// `-l PORT`: listen.
     pub listen: Option<u16>,
+    /// `--host IP`: the IPv4 address `-l` listens on (default 127.0.0.1).
+    pub host: Option<std::net::Ipv4Addr>,
     /// `-d MULTIADDR`: dial.
     pub dial: Option<Multiaddr>,
     /// `--insecure`: plaintext.
@@ -41,6 +44,13 @@ impl EchoArgs {
             let mut value = |name: &str| args.next().ok_or(format!("{name} needs a value"));
             match arg.as_str() {
                 "-l" => parsed.listen = Some(value("-l")?.parse().map_err(|e| format!("-l: {e}"))?),
+                "--host" | "-host" => {
+                    parsed.host = Some(
+                        value("--host")?
+                            .parse()
+                            .map_err(|e| format!("--host: {e}"))?,
+                    )
+                }
                 "-d" => parsed.dial = Some(value("-d")?.parse().map_err(|e| format!("-d: {e}"))?),
                 "--seed" | "-seed" => {
                     parsed.seed = Some(
@@ -118,8 +128,9 @@ pub async fn dial_echo<R: Runtime>(host: &Host<R>, addr: Multiaddr) -> Result<St
 
 /// Runs the echo demo as `args` say; prints what go's echo example prints.
 pub async fn run<R: Runtime>(runtime: R, args: EchoArgs) -> Result<(), Error> {
+    let host_ip = args.host.unwrap_or(std::net::Ipv4Addr::LOCALHOST);
     let listen_addr = |port: u16| -> Multiaddr {
-        format!("/ip4/127.0.0.1/tcp/{port}")
+        format!("/ip4/{host_ip}/tcp/{port}")
             .parse()
             .expect("valid multiaddr")
     };
@@ -205,6 +216,8 @@ mod tests {
         assert!(args.insecure);
         assert_eq!(args.seed, Some(7));
         assert!(EchoArgs::parse(["-l".to_string()]).is_err());
+        let args = EchoArgs::parse(["-l", "0", "--host", "10.0.0.2"].map(String::from)).unwrap();
+        assert_eq!(args.host, Some(std::net::Ipv4Addr::new(10, 0, 0, 2)));
         assert!(EchoArgs::parse(["--bogus".to_string()]).is_err());
     }
 }

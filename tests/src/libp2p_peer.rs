@@ -92,8 +92,11 @@ pub struct PeerConfig {
     /// More protocol ids to accept inbound (each must start with `/`); streams for them are
     /// delivered through [`Libp2pPeer::accept`]. They are advertised in identify.
     pub extra_protocols: Vec<String>,
-    /// TCP port to listen on at 127.0.0.1 (`Some(0)`: any free port); `None`: do not listen.
+    /// TCP port to listen on at [`Self::listen_host`] (`Some(0)`: any free port); `None`: do not
+    /// listen.
     pub listen_port: Option<u16>,
+    /// IPv4 address to listen on (default 127.0.0.1).
+    pub listen_host: std::net::Ipv4Addr,
     /// Interval of the rust-libp2p ping behaviour's automatic pings (rust default: 15 s).
     pub ping_interval: Duration,
     /// How long an idle connection (no streams) is kept open (rust default: 10 s; ours: 120 s so
@@ -113,6 +116,7 @@ impl Default for PeerConfig {
             echo: true,
             extra_protocols: Vec::new(),
             listen_port: Some(0),
+            listen_host: std::net::Ipv4Addr::LOCALHOST,
             ping_interval: Duration::from_secs(15),
             idle_timeout: Duration::from_secs(120),
             lazy_stream_negotiation: false,
@@ -281,7 +285,9 @@ impl Libp2pPeer {
 
         let mut listen_addr = None;
         if let Some(port) = cfg.listen_port {
-            let addr: Multiaddr = format!("/ip4/127.0.0.1/tcp/{port}").parse().expect("valid");
+            let addr: Multiaddr = format!("/ip4/{}/tcp/{port}", cfg.listen_host)
+                .parse()
+                .expect("valid");
             swarm.listen_on(addr).expect("listen on loopback");
             let deadline = tokio::time::sleep(WAIT_TIMEOUT);
             tokio::pin!(deadline);

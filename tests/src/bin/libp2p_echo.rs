@@ -3,9 +3,9 @@
 //! against; it is not part of Plait.
 //!
 //! ```text
-//! libp2p_echo -l PORT [--insecure] [--seed N]
-//!     Listen on /ip4/127.0.0.1/tcp/PORT (0: any free port), print the full address
-//!     `/ip4/127.0.0.1/tcp/PORT/p2p/PEERID` as the first line of stdout, and serve
+//! libp2p_echo -l PORT [--host IP] [--insecure] [--seed N]
+//!     Listen on /ip4/IP/tcp/PORT (IP default 127.0.0.1; PORT 0: any free port), print the full
+//!     address `/ip4/IP/tcp/PORT/p2p/PEERID` as the first line of stdout, and serve
 //!     /echo/1.0.0 (one line back, then close) and /plait-test/echo-all/1.0.0 until killed.
 //! libp2p_echo -d MULTIADDR [--insecure] [--seed N]
 //!     Dial MULTIADDR (it must end in /p2p/PEERID), open /echo/1.0.0, send "Hello, world!\n",
@@ -23,11 +23,13 @@ use std::{io::Write as _, process::ExitCode};
 use libp2p::{multiaddr::Protocol, Multiaddr};
 use plait_tests::libp2p_peer::{Libp2pPeer, PeerConfig};
 
-const USAGE: &str = "usage: libp2p_echo [-l PORT] [-d MULTIADDR] [--insecure] [--seed N]  \
+const USAGE: &str =
+    "usage: libp2p_echo [-l PORT] [--host IP] [-d MULTIADDR] [--insecure] [--seed N]  \
                      (test peer; see the source's docs)";
 
 struct Args {
     listen: Option<u16>,
+    host: std::net::Ipv4Addr,
     dial: Option<Multiaddr>,
     insecure: bool,
     seed: u8,
@@ -36,6 +38,7 @@ struct Args {
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         listen: None,
+        host: std::net::Ipv4Addr::LOCALHOST,
         dial: None,
         insecure: false,
         seed: 0,
@@ -47,6 +50,12 @@ fn parse_args() -> Result<Args, String> {
             "-l" | "--listen" => {
                 let v = value("-l")?;
                 args.listen = Some(v.parse().map_err(|e| format!("bad port {v:?}: {e}"))?);
+            }
+            "--host" => {
+                let v = value("--host")?;
+                args.host = v
+                    .parse()
+                    .map_err(|e| format!("bad IPv4 address {v:?}: {e}"))?;
             }
             "-d" | "--dial" => {
                 let v = value("-d")?;
@@ -83,6 +92,7 @@ async fn main() -> ExitCode {
         insecure: args.insecure,
         echo: true,
         listen_port: args.listen,
+        listen_host: args.host,
         ..PeerConfig::default()
     })
     .await;
