@@ -506,8 +506,15 @@ impl Connection {
                 out.extend_from_slice(&live.raw_out);
                 live.raw_out.clear();
                 let session = &mut live.session;
+                let mut fills = 0;
                 live.channel
                     .encrypt_with(out, TRANSMIT_BUDGET, |buf, max| {
+                        fills += 1;
+                        if fills == 2 {
+                            // A batch: room for all of it at once, as growing `buf` frame by
+                            // frame would copy the frames already sealed into it again.
+                            buf.reserve(TRANSMIT_BUDGET + 2 * 64 * 1024);
+                        }
                         session.poll_transmit(now, buf, max).unwrap_or(0)
                     })
                     .map(|_| out.len() - start)
