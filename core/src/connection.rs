@@ -241,17 +241,30 @@ impl Connection {
         let State::Live(live) = &mut self.state else {
             return Ok(());
         };
-        live.channel.decrypt(input, &mut live.plain_in)?;
-        if let Some(dialer) = &mut live.pending_muxer {
-            if let DialerStatus::InProgress = dialer.handle_input(&mut live.plain_in)? {
-                return Ok(());
+        // One frame at a time: yamux consumes each frame's plaintext before the next arrives,
+        // so `plain_in` is usually empty and frames are taken over without a copy.
+        // Plaintext left over from the upgrade is fed even when no new frame is complete.
+        let mut feed = !live.plain_in.is_empty();
+        let mut violated = false;
+        loop {
+            feed |= live.channel.decrypt_one(input, &mut live.plain_in)?;
+            if !std::mem::take(&mut feed) {
+                break;
             }
-            live.pending_muxer = None;
+            if let Some(dialer) = &mut live.pending_muxer {
+                if let DialerStatus::InProgress = dialer.handle_input(&mut live.plain_in)? {
+                    continue;
+                }
+                live.pending_muxer = None;
+            }
+            // A protocol violation is not fatal here: the session queues Go Away (spec: "send
+            // Go Away(1) once, then close") and reports `Closed` once it went out.
+            if let Err(error) = live.session.handle_input(now, &mut live.plain_in) {
+                tracing::debug!(%error, "yamux protocol violation");
+                violated = true;
+            }
         }
-        // A protocol violation is not fatal here: the session queues Go Away (spec: "send Go
-        // Away(1) once, then close") and reports `Closed` once it went out.
-        if let Err(error) = live.session.handle_input(now, &mut live.plain_in) {
-            tracing::debug!(%error, "yamux protocol violation");
+        if violated {
             self.terminate_by.get_or_insert(now + GO_AWAY_TIMEOUT);
         }
         self.process_session_events();
@@ -493,8 +506,15 @@ impl Connection {
                 out.extend_from_slice(&live.raw_out);
                 live.raw_out.clear();
                 let session = &mut live.session;
+                let mut fills = 0;
                 live.channel
                     .encrypt_with(out, TRANSMIT_BUDGET, |buf, max| {
+                        fills += 1;
+                        if fills == 2 {
+                            // A batch: room for all of it at once, as growing `buf` frame by
+                            // frame would copy the frames already sealed into it again.
+                            buf.reserve(TRANSMIT_BUDGET + 2 * 64 * 1024);
+                        }
                         session.poll_transmit(now, buf, max).unwrap_or(0)
                     })
                     .map(|_| out.len() - start)

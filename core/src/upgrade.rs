@@ -181,6 +181,34 @@ impl Channel {
         Ok(())
     }
 
+    /// Like [`Channel::decrypt`], but moves at most one frame; returns whether it moved
+    /// anything. Feeding the layer above after each frame keeps `plain` empty whenever the
+    /// frames hold whole muxer frames (ours do), so no frame is ever copied.
+    pub(crate) fn decrypt_one(
+        &mut self,
+        raw: &mut BytesMut,
+        plain: &mut BytesMut,
+    ) -> Result<bool, Error> {
+        match self {
+            Self::Plaintext => {
+                let any = !raw.is_empty();
+                self.decrypt(raw, plain)?;
+                Ok(any)
+            }
+            Self::Noise(transport) => match transport.decrypt(raw)? {
+                Some(frame) => {
+                    if plain.is_empty() {
+                        *plain = frame;
+                    } else {
+                        plain.extend_from_slice(&frame);
+                    }
+                    Ok(true)
+                }
+                None => Ok(false),
+            },
+        }
+    }
+
     /// Appends encrypted frames to `out`, their plaintext written by `fill(out, max_bytes)`,
     /// which returns how many bytes it appended. Stops when `fill` writes nothing or `out`
     /// holds at least `budget` bytes. Returns the bytes appended to `out`.
