@@ -10,7 +10,7 @@ while read -r name func; do
   [ -z "$name" ] && continue
   cat > "fuzz_targets/$name.rs" <<RS
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| plait_core::fuzzing::$func(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| plait_core::fuzzing::$func(data, std::time::Instant::now()));
 RS
   printf '\n[[bin]]\nname = "%s"\npath = "fuzz_targets/%s.rs"\ntest = false\ndoc = false\nbench = false\n' "$name" "$name" >> Cargo.toml
 done < targets.txt

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| plait_core::fuzzing::connection::connection_listener(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| plait_core::fuzzing::connection::connection_listener(data, std::time::Instant::now()));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| plait_core::fuzzing::identity::identify_decode(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| plait_core::fuzzing::identity::identify_decode(data, std::time::Instant::now()));

@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| plait_core::fuzzing::yamux::yamux_pair_ops(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| plait_core::fuzzing::yamux::yamux_pair_ops(data, std::time::Instant::now()));

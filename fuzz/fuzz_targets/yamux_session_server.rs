@@ -1,2 +1,2 @@
 #![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| plait_core::fuzzing::yamux::yamux_session_server(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| plait_core::fuzzing::yamux::yamux_session_server(data, std::time::Instant::now()));

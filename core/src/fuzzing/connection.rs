@@ -76,7 +76,7 @@ fn drain(conn: &mut Connection, now: Instant, out: &mut BytesMut) -> usize {
 }
 
 /// Runs the listener over `data`; returns how many bytes it echoed on streams.
-fn run(data: &[u8]) -> usize {
+fn run(data: &[u8], start: Instant) -> usize {
     let Some((&first, rest)) = data.split_first() else {
         return 0;
     };
@@ -89,7 +89,7 @@ fn run(data: &[u8]) -> usize {
     let Some(config) = listener_config(security) else {
         return 0;
     };
-    let mut now = Instant::now();
+    let mut now = start;
     let Ok(mut conn) = Connection::new(config, Role::Listener, None, now) else {
         return 0;
     };
@@ -113,20 +113,19 @@ fn run(data: &[u8]) -> usize {
 
 /// Fuzz target: a listener-side connection (Noise; plaintext when the first byte is odd;
 /// the first byte also sets the chunk size) fed the rest of `data`.
-pub fn connection_listener(data: &[u8]) {
-    run(data);
+pub fn connection_listener(data: &[u8], now: Instant) {
+    run(data, now);
 }
 
 /// What a dialer (fixed identity) sends to the fuzzed listener to open one `/echo/1.0.0`
 /// stream carrying `payload` and finish it, recorded from a real in-memory exchange: a seed
 /// for [`connection_listener`] once prefixed with a first byte.
-pub fn dialer_transcript(security: Security, payload: &[u8]) -> Vec<u8> {
+pub fn dialer_transcript(security: Security, payload: &[u8], now: Instant) -> Vec<u8> {
     let (Some(dialer_config), Some(listener_config)) =
         (config(1, security), listener_config(security))
     else {
         return Vec::new();
     };
-    let now = Instant::now();
     let (Ok(mut dialer), Ok(mut listener)) = (
         Connection::new(dialer_config, Role::Dialer, None, now),
         Connection::new(listener_config, Role::Listener, None, now),
@@ -165,11 +164,15 @@ mod tests {
     fn transcripts_reach_the_echo_stream() {
         for (first, security) in [(0u8, Security::Noise), (1, Security::Plaintext)] {
             let mut data = vec![first | (63 << 1)];
-            data.extend(dialer_transcript(security, b"Hello, world!\n"));
-            assert_eq!(run(&data), 14, "{security:?}");
+            data.extend(dialer_transcript(
+                security,
+                b"Hello, world!\n",
+                Instant::now(),
+            ));
+            assert_eq!(run(&data, Instant::now()), 14, "{security:?}");
             // Byte by byte too.
             data[0] = first;
-            assert_eq!(run(&data), 14, "{security:?} bytewise");
+            assert_eq!(run(&data, Instant::now()), 14, "{security:?} bytewise");
         }
     }
 }

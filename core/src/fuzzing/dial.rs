@@ -80,7 +80,7 @@ fn pick<T: Copy>(items: &[T], b: u8) -> Option<T> {
 /// `dial::check`): at most the per-peer limit in flight, the fd limit, no address dialed
 /// twice per worker, every request answered exactly once — and, after the request timeout
 /// elapses at the end, nothing left pending or running.
-pub fn dial_scheduler(data: &[u8]) {
+pub fn dial_scheduler(data: &[u8], start: Instant) {
     let mut cur = Cursor { data };
     let Some(setup) = cur.byte() else {
         return;
@@ -94,8 +94,7 @@ pub fn dial_scheduler(data: &[u8]) {
     }
     let mut check = Checker::new(config.per_peer_limit, config.fd_limit);
     let mut s = DialScheduler::new(config);
-    let t0 = Instant::now();
-    let mut now = t0;
+    let mut now = start;
     let peers = [peer(0), peer(1), peer(2), local];
     s.set_listen_addrs(vec!["/ip4/1.2.3.4/tcp/2"
         .parse()
@@ -213,7 +212,7 @@ pub fn dial_scheduler(data: &[u8]) {
 
 /// Parses `data` as binary and (if UTF-8) text multiaddr, then runs every classification
 /// helper and the rankers on the result; checks the binary round trip and `/p2p` helpers.
-pub fn multiaddr_parse(data: &[u8]) {
+pub fn multiaddr_parse(data: &[u8], _now: Instant) {
     let mut parsed = Vec::new();
     if let Ok(a) = Multiaddr::try_from(data.to_vec()) {
         assert_eq!(Multiaddr::try_from(a.to_vec()).ok().as_ref(), Some(&a));
@@ -277,14 +276,14 @@ pub fn multiaddr_parse(data: &[u8]) {
 mod tests {
     use super::*;
 
-    fn replay(name: &str, f: fn(&[u8])) {
+    fn replay(name: &str, f: fn(&[u8], Instant)) {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../fuzz/corpus")
             .join(name);
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let data = std::fs::read(entry.unwrap().path()).unwrap();
-            f(&data);
+            f(&data, Instant::now());
             n += 1;
         }
         assert!(n >= 2, "{name}: {n} seeds");
@@ -306,8 +305,8 @@ mod tests {
             let data: Vec<u8> = (0..len)
                 .map(|i| i.wrapping_mul(37).wrapping_add(len))
                 .collect();
-            dial_scheduler(&data);
-            multiaddr_parse(&data);
+            dial_scheduler(&data, Instant::now());
+            multiaddr_parse(&data, Instant::now());
         }
     }
 
@@ -318,8 +317,8 @@ mod tests {
         for _ in 0..2_000 {
             let len = rng.gen_range(0..160);
             let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
-            dial_scheduler(&data);
-            multiaddr_parse(&data);
+            dial_scheduler(&data, Instant::now());
+            multiaddr_parse(&data, Instant::now());
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Fuzz entry points for `identity` and `identify`: peer id text/binary parsing, public key
 //! protobuf parsing, identify stream decoding. Each also checks round-trip invariants.
 
+use crate::time::Instant;
 use bytes::BytesMut;
 
 use crate::identify::{self, Decoder, Kind};
@@ -8,7 +9,7 @@ use crate::identity::{self, KeyType, PublicKey};
 
 /// Peer id parsing: `data` as binary multihash and as binary CID, and, if it is UTF-8, as
 /// text. Whatever parses must survive both text forms unchanged.
-pub fn peer_id_parse(data: &[u8]) {
+pub fn peer_id_parse(data: &[u8], _now: Instant) {
     let mut parsed = vec![
         identity::peer_id_from_bytes(data),
         identity::peer_id_from_cid_bytes(data),
@@ -28,7 +29,7 @@ pub fn peer_id_parse(data: &[u8]) {
 
 /// `PublicKey` protobuf parsing: strict decoding must re-encode to the same bytes, derive a
 /// peer id, and agree with `libp2p-identity` on Ed25519 keys.
-pub fn public_key_parse(data: &[u8]) {
+pub fn public_key_parse(data: &[u8], _now: Instant) {
     let Ok((key_type, key_data)) = identity::decode_public_key_protobuf(data) else {
         return;
     };
@@ -67,7 +68,7 @@ pub fn public_key_parse(data: &[u8]) {
 
 /// Identify stream decoding: whole input and byte-by-byte input must agree, and a decoded
 /// [`identify::Info`] must survive encode → decode (up to trimmed listen addresses).
-pub fn identify_decode(data: &[u8]) {
+pub fn identify_decode(data: &[u8], _now: Instant) {
     let whole = identify::decode(Kind::Push, None, data);
 
     let mut decoder = Decoder::new(Kind::Push, None);
@@ -108,7 +109,7 @@ mod tests {
     #[test]
     fn seed_corpora_replay() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
-        type Target = fn(&[u8]);
+        type Target = fn(&[u8], Instant);
         let targets: [(&str, Target); 3] = [
             ("peer_id_parse", peer_id_parse),
             ("public_key_parse", public_key_parse),
@@ -118,7 +119,10 @@ mod tests {
             let dir = root.join(name);
             let mut n = 0;
             for entry in std::fs::read_dir(&dir).unwrap() {
-                f(&std::fs::read(entry.unwrap().path()).unwrap());
+                f(
+                    &std::fs::read(entry.unwrap().path()).unwrap(),
+                    Instant::now(),
+                );
                 n += 1;
             }
             assert!(n >= 2, "{name}: {n} seeds");
@@ -139,9 +143,9 @@ mod tests {
                 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
             ],
         ] {
-            peer_id_parse(data);
-            public_key_parse(data);
-            identify_decode(data);
+            peer_id_parse(data, Instant::now());
+            public_key_parse(data, Instant::now());
+            identify_decode(data, Instant::now());
         }
     }
 
@@ -177,9 +181,9 @@ mod tests {
                     _ => { if i < data.len() { data.remove(i); } }
                 }
             }
-            peer_id_parse(&data);
-            public_key_parse(&data);
-            identify_decode(&data);
+            peer_id_parse(&data, Instant::now());
+            public_key_parse(&data, Instant::now());
+            identify_decode(&data, Instant::now());
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Fuzz entry points for multistream-select and the length-prefixed decoder.
 
+use crate::time::Instant;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -21,7 +22,7 @@ fn chunks(data: &[u8]) -> impl Iterator<Item = &[u8]> {
 }
 
 /// A listener supporting a few protocols (one by predicate) fed arbitrary bytes.
-pub fn multistream_listener(data: &[u8]) {
+pub fn multistream_listener(data: &[u8], _now: Instant) {
     let mut protocols = ProtocolSet::from_protocols([
         Protocol::from_static("/echo/1.0.0"),
         Protocol::from_static("/yamux/1.0.0"),
@@ -42,7 +43,7 @@ pub fn multistream_listener(data: &[u8]) {
 }
 
 /// A dialer proposing three protocols fed arbitrary answers, in both modes.
-pub fn multistream_dialer(data: &[u8]) {
+pub fn multistream_dialer(data: &[u8], _now: Instant) {
     for mode in [DialerMode::Strict, DialerMode::Lazy] {
         let Ok(mut dialer) = Dialer::new(
             [
@@ -69,7 +70,7 @@ pub fn multistream_dialer(data: &[u8]) {
 }
 
 /// The length-prefixed decoder fed arbitrary bytes with a limit taken from the input.
-pub fn length_prefixed(data: &[u8]) {
+pub fn length_prefixed(data: &[u8], _now: Instant) {
     let Some((&limit, rest)) = data.split_first() else {
         return;
     };

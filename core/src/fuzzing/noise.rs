@@ -4,6 +4,7 @@
 //! corpus (real handshake messages) stays valid. The handshake targets read the first input
 //! byte as a chunk size and feed the rest in chunks of that size, so chunking is fuzzed too.
 
+use crate::time::Instant;
 use std::sync::OnceLock;
 
 use bytes::BytesMut;
@@ -67,7 +68,7 @@ fn drive(mut hs: Handshake, data: &[u8]) -> bool {
 }
 
 /// Arbitrary bytes fed to a responder (messages 1 and 3, then transport frames).
-pub fn noise_responder(data: &[u8]) {
+pub fn noise_responder(data: &[u8], _now: Instant) {
     let Some(config) = responder_config() else {
         return;
     };
@@ -77,7 +78,7 @@ pub fn noise_responder(data: &[u8]) {
 }
 
 /// Arbitrary bytes fed to an initiator (message 2, then transport frames).
-pub fn noise_initiator(data: &[u8]) {
+pub fn noise_initiator(data: &[u8], _now: Instant) {
     let Some(config) = initiator_config() else {
         return;
     };
@@ -106,7 +107,7 @@ pub fn fixed_transports() -> Option<(Transport, Transport)> {
 
 /// Arbitrary frames decrypted by the responder's transport of a fixed handshake; the same
 /// bytes are also encrypted by the initiator and must decrypt back unchanged.
-pub fn noise_transport(data: &[u8]) {
+pub fn noise_transport(data: &[u8], _now: Instant) {
     static CACHE: OnceLock<Option<(Transport, Transport)>> = OnceLock::new();
     let Some((a, b)) = CACHE.get_or_init(fixed_transports) else {
         return;
@@ -130,7 +131,7 @@ pub fn noise_transport(data: &[u8]) {
 }
 
 /// Arbitrary bytes fed to a `/plaintext/2.0.0` exchange.
-pub fn plaintext(data: &[u8]) {
+pub fn plaintext(data: &[u8], _now: Instant) {
     let Ok(id) = Keypair::ed25519_from_bytes([1u8; 32]) else {
         return;
     };
@@ -211,7 +212,7 @@ mod tests {
 
     #[test]
     fn entries_accept_seeds_and_random_bytes() {
-        type Target = fn(&[u8]);
+        type Target = fn(&[u8], Instant);
         let targets: [(&str, Target); 4] = [
             ("noise_responder", noise_responder),
             ("noise_initiator", noise_initiator),
@@ -222,7 +223,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         for (name, f) in targets {
             for (_, _, data) in seeds.iter().filter(|s| s.0 == name) {
-                f(data);
+                f(data, Instant::now());
                 if name == "noise_responder" && data.len() > 100 {
                     let hs = Handshake::responder(&responder_config().unwrap()).unwrap();
                     assert!(drive(hs, data), "the full seed completes the handshake");
@@ -235,13 +236,13 @@ mod tests {
                         d[i] ^= 1 << rng.gen_range(0..8);
                     }
                     d.truncate(rng.gen_range(0..=d.len()));
-                    f(&d);
+                    f(&d, Instant::now());
                 }
             }
             for _ in 0..30 {
                 let mut d = vec![0u8; rng.gen_range(0..400)];
                 rng.fill_bytes(&mut d);
-                f(&d);
+                f(&d, Instant::now());
             }
         }
     }

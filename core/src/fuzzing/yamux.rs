@@ -20,11 +20,11 @@ fn small_config() -> Config {
 
 /// Feeds `data` (first byte: chunk size) as peer input to one session, exercising reads,
 /// writes and transmits in between.
-fn session_from_bytes(mode: Mode, data: &[u8]) {
+fn session_from_bytes(mode: Mode, data: &[u8], start: Instant) {
     let Some((&first, rest)) = data.split_first() else {
         return;
     };
-    let mut now = Instant::now();
+    let mut now = start;
     let mut s = Session::new(mode, small_config(), now);
     let _ = s.open_stream(now);
     let chunk = usize::from(first).max(1);
@@ -60,20 +60,20 @@ fn session_from_bytes(mode: Mode, data: &[u8]) {
 }
 
 /// Peer bytes into a client session.
-pub fn yamux_session_client(data: &[u8]) {
-    session_from_bytes(Mode::Client, data);
+pub fn yamux_session_client(data: &[u8], now: Instant) {
+    session_from_bytes(Mode::Client, data, now);
 }
 
 /// Peer bytes into a server session.
-pub fn yamux_session_server(data: &[u8]) {
-    session_from_bytes(Mode::Server, data);
+pub fn yamux_session_server(data: &[u8], now: Instant) {
+    session_from_bytes(Mode::Server, data, now);
 }
 
 /// Interprets `data` as operations on a connected client/server pair (two bytes per op:
 /// opcode, argument) and checks that no protocol error occurs, buffered data stays within
 /// the windows and budget, and every byte read is the next one written on that stream.
-pub fn yamux_pair_ops(data: &[u8]) {
-    let mut now = Instant::now();
+pub fn yamux_pair_ops(data: &[u8], now: Instant) {
+    let mut now = now;
     let config = small_config();
     let budget = config.max_session_receive_window;
     let mut sess = [
@@ -186,14 +186,15 @@ pub fn yamux_pair_ops(data: &[u8]) {
 
 #[cfg(test)]
 mod tests {
+    use crate::time::Instant;
     use proptest::prelude::*;
 
     proptest! {
         #[test]
         fn entry_points_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
-            super::yamux_session_client(&data);
-            super::yamux_session_server(&data);
-            super::yamux_pair_ops(&data);
+            super::yamux_session_client(&data, Instant::now());
+            super::yamux_session_server(&data, Instant::now());
+            super::yamux_pair_ops(&data, Instant::now());
         }
     }
 
@@ -203,7 +204,7 @@ mod tests {
         for (name, f) in [
             (
                 "yamux_session_client",
-                super::yamux_session_client as fn(&[u8]),
+                super::yamux_session_client as fn(&[u8], Instant),
             ),
             ("yamux_session_server", super::yamux_session_server),
             ("yamux_pair_ops", super::yamux_pair_ops),
@@ -212,7 +213,7 @@ mod tests {
                 continue;
             };
             for e in dir.flatten() {
-                f(&std::fs::read(e.path()).unwrap());
+                f(&std::fs::read(e.path()).unwrap(), Instant::now());
             }
         }
     }
