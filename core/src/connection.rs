@@ -313,7 +313,8 @@ impl Connection {
                     }
                     negotiate(live, id, &mut self.events);
                 }
-                yamux::Event::Readable(id) => {
+                // The remote's end is read like data: the application's next read returns it.
+                yamux::Event::Readable(id) | yamux::Event::StreamFinished(id) => {
                     let done = live
                         .streams
                         .get(&id)
@@ -341,17 +342,7 @@ impl Connection {
                         }
                     }
                 }
-                yamux::Event::StreamFinished(id) => {
-                    let done = live
-                        .streams
-                        .get(&id)
-                        .is_some_and(|s| matches!(s.negotiation, Negotiation::Done));
-                    if done {
-                        self.events.push_back(Event::Readable(id));
-                    } else {
-                        negotiate(live, id, &mut self.events);
-                    }
-                }
+
                 yamux::Event::InboundRejected { id, reason } => {
                     tracing::debug!(?id, %reason, "inbound stream refused");
                 }
