@@ -16,6 +16,7 @@ use crate::multistream::{
     self, Dialer, DialerMode, DialerStatus, Listener, ListenerConfig, ListenerStatus, Protocol,
     ProtocolSet,
 };
+use crate::noise;
 use crate::time::Instant;
 use crate::upgrade::{self, Channel, Remote, Role, Upgrade, UpgradeConfig, UpgradeStatus};
 use crate::yamux::{self, Session, StreamId};
@@ -27,6 +28,40 @@ pub const MAX_NEGOTIATION_BUFFER: usize = 4096;
 /// How many bytes [`Connection::poll_transmit`] appends per call at most (before encryption
 /// overhead): large enough to fill a socket write, small enough to interleave connections.
 pub const TRANSMIT_BUDGET: usize = 256 * 1024;
+
+/// Bytes for the socket from [`Connection::poll_transmit_unsealed`]: some of its Noise frames
+/// may still hold plaintext, so the bytes are only handed out by [`Transmit::seal`].
+#[must_use = "a transmit holds bytes to send: seal it and send them"]
+#[derive(Debug)]
+pub struct Transmit {
+    buf: BytesMut,
+    unsealed: Option<noise::Unsealed>,
+}
+
+impl Transmit {
+    /// Bytes that need no encryption (or an empty buffer).
+    pub(crate) fn from_sealed(buf: BytesMut) -> Self {
+        Self {
+            buf,
+            unsealed: None,
+        }
+    }
+
+    /// Whether there is nothing to send (the buffer passed in was empty and nothing was added).
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// Encrypts what still needs it and returns the buffer passed in with the new bytes
+    /// appended. On error (which only a corrupted buffer could cause) nothing is returned:
+    /// the connection's nonces are spent, so it must be closed.
+    pub fn seal(mut self) -> Result<BytesMut, noise::Error> {
+        if let Some(batch) = self.unsealed.take() {
+            batch.seal(&mut self.buf)?;
+        }
+        Ok(self.buf)
+    }
+}
 
 /// How long a connection whose peer violated the yamux protocol waits for its Go Away to be
 /// sent before it ends anyway: a peer that stops reading must not keep it forever (go-yamux
@@ -489,35 +524,49 @@ impl Connection {
 
     /// Appends bytes for the socket to `out`; returns how many, or `None` if there are none.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut) -> Option<usize> {
+        let start = out.len();
+        let transmit = self.poll_transmit_unsealed(now, std::mem::take(out));
+        match transmit.seal() {
+            Ok(sealed) => *out = sealed,
+            Err(e) => self.fail(Error::Upgrade(e.into())),
+        }
+        (out.len() > start).then(|| out.len() - start)
+    }
+
+    /// Like [`Connection::poll_transmit`], but the Noise frames of the returned [`Transmit`]
+    /// are encrypted by [`Transmit::seal`], which needs no access to the connection: a driver
+    /// that shares its connections behind a lock can encrypt after releasing it. Batches must
+    /// be sealed and sent in the order they were polled.
+    pub fn poll_transmit_unsealed(&mut self, now: Instant, mut out: BytesMut) -> Transmit {
         let result = match &mut self.state {
-            State::Upgrading(upgrade) => return upgrade.poll_transmit(out),
-            State::Closed => return None,
+            State::Upgrading(upgrade) => {
+                upgrade.poll_transmit(&mut out);
+                return Transmit::from_sealed(out);
+            }
+            State::Closed => return Transmit::from_sealed(out),
             State::Live(live) => {
-                let start = out.len();
                 out.extend_from_slice(&live.raw_out);
                 live.raw_out.clear();
                 let session = &mut live.session;
                 let mut fills = 0;
                 live.channel
-                    .encrypt_with(out, TRANSMIT_BUDGET, |buf, max| {
+                    .encrypt_deferred(&mut out, TRANSMIT_BUDGET, |buf, max| {
                         fills += 1;
                         if fills == 2 {
                             // A batch: room for all of it at once, as growing `buf` frame by
-                            // frame would copy the frames already sealed into it again.
+                            // frame would copy the frames already laid out in it again.
                             buf.reserve(TRANSMIT_BUDGET + 2 * 64 * 1024);
                         }
                         session.poll_transmit(now, buf, max).unwrap_or(0)
                     })
-                    .map(|_| out.len() - start)
             }
         };
         self.process_session_events();
         match result {
-            Ok(0) => None,
-            Ok(n) => Some(n),
+            Ok(unsealed) => Transmit { buf: out, unsealed },
             Err(e) => {
                 self.fail(e.into());
-                None
+                Transmit::from_sealed(out)
             }
         }
     }

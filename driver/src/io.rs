@@ -255,21 +255,43 @@ async fn run_connection<R: Runtime>(
                 }
             }
             // Write.
-            let closing = {
+            let (closing, transmit) = {
                 let mut inner = shared.lock();
                 // Register before polling, under the same lock: a stream that queues data, or
                 // a close that arrives, after this finds the waker, so no wake-up is lost
                 // (also while a write to a peer that does not read is pending).
                 inner.conn_wakers.insert(id, cx.waker().clone());
-                if output.is_empty() {
+                let transmit = output.is_empty().then(|| {
                     let now = rt.now();
-                    inner.swarm.poll_transmit(now, id, &mut output);
+                    let t =
+                        inner
+                            .swarm
+                            .poll_transmit_unsealed(now, id, std::mem::take(&mut output));
                     inner.pump(&shared);
-                }
+                    t
+                });
                 let gone = inner.swarm.connection_peer(id).is_none()
                     && !inner.swarm.connections_with_output().any(|c| c == id);
-                inner.closing.contains(&id) || gone || inner.shut_down
+                (
+                    inner.closing.contains(&id) || gone || inner.shut_down,
+                    transmit,
+                )
             };
+            // Encrypt outside the lock, so the host's other tasks (the application writing the
+            // next bytes) are not held up by it.
+            if let Some(transmit) = transmit {
+                match transmit.seal() {
+                    Ok(sealed) => output = sealed,
+                    Err(e) => {
+                        tracing::warn!(?id, %e, "sealing failed; closing the connection");
+                        read_open = false;
+                        let mut inner = shared.lock();
+                        let now = rt.now();
+                        inner.swarm.handle_closed(now, id);
+                        inner.pump(&shared);
+                    }
+                }
+            }
             while !output.is_empty() {
                 match Pin::new(&mut tcp).poll_write(cx, &output) {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {

@@ -733,6 +733,60 @@ fn coalescing_and_zero_copy_path() {
 }
 
 #[test]
+fn deferred_frames_seal_later_in_order() {
+    let (mut a, mut b) = transports();
+    let mut w = BytesMut::from(&b"sent"[..]);
+    let mut batch = None;
+    for text in [&b"first"[..], b"second", b""] {
+        let start = a.begin_frame(&mut w);
+        w.extend_from_slice(text);
+        a.defer_frame(&mut w, start, &mut batch).unwrap();
+    }
+    // The length prefixes are final, the bodies still plaintext.
+    assert_eq!(&w[4..6], &(5 + TAG_LEN as u16).to_be_bytes());
+    assert_eq!(&w[6..11], b"first");
+    // A frame sealed now takes the next nonce: it goes out after the batch.
+    let mut later = BytesMut::new();
+    a.encrypt(b"after", &mut later).unwrap();
+    let batch = batch.expect("three frames");
+    assert_eq!(batch.start(), 4);
+    batch.seal(&mut w).unwrap();
+    assert_eq!(&w.split_to(4)[..], b"sent");
+    for text in [&b"first"[..], b"second", b""] {
+        assert_eq!(&b.decrypt(&mut w).unwrap().unwrap()[..], text);
+    }
+    assert!(w.is_empty());
+    assert_eq!(&b.decrypt(&mut later).unwrap().unwrap()[..], b"after");
+}
+
+#[test]
+fn deferred_frames_reject_gaps_and_foreign_buffers() {
+    let (mut a, _) = transports();
+    let mut w = BytesMut::new();
+    let mut batch = None;
+    let start = a.begin_frame(&mut w);
+    w.extend_from_slice(b"one");
+    a.defer_frame(&mut w, start, &mut batch).unwrap();
+    // A frame that does not follow the batch's last one: refused, and removed.
+    w.extend_from_slice(b"gap");
+    let len = w.len();
+    let start = a.begin_frame(&mut w);
+    w.extend_from_slice(b"two");
+    assert!(matches!(
+        a.defer_frame(&mut w, start, &mut batch),
+        Err(Error::InvalidFrameStart)
+    ));
+    assert_eq!(w.len(), len);
+    // Sealing a buffer that does not hold the batch's frames is a typed error.
+    let batch = batch.expect("one frame");
+    let mut other = vec![0xffu8; 4];
+    assert!(matches!(
+        batch.seal(&mut other),
+        Err(Error::InvalidFrameStart)
+    ));
+}
+
+#[test]
 fn many_messages_both_directions_random_sizes() {
     let (mut a, mut b) = transports();
     let mut rng = StdRng::seed_from_u64(42);

@@ -54,6 +54,68 @@ impl FrameStart {
     }
 }
 
+/// Frames finished by [`Transport::defer_frame`]: length prefix, plaintext and room for the
+/// tag laid out in an output buffer, nonces reserved, encryption still to do.
+///
+/// The buffer must not be sent before [`Unsealed::seal`] succeeded on it: until then it holds
+/// plaintext. Frames of later batches use later nonces, so batches go out in the order they
+/// were made.
+#[must_use = "unsealed frames hold plaintext: seal them before sending"]
+pub struct Unsealed {
+    key: LessSafeKey,
+    start: usize,
+    end: usize,
+    first_nonce: u64,
+    frames: u64,
+}
+
+impl std::fmt::Debug for Unsealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unsealed")
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .field("first_nonce", &self.first_nonce)
+            .field("frames", &self.frames)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Unsealed {
+    /// Where the batch starts in the buffer.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// Encrypts the batch's frames in `buf` (the buffer they were laid out in) in place.
+    ///
+    /// Fails with [`Error::InvalidFrameStart`] if `buf` does not hold the batch's frames;
+    /// the buffer must then be discarded, and the connection closed (its nonces are spent).
+    pub fn seal(self, buf: &mut [u8]) -> Result<(), Error> {
+        let mut at = self.start;
+        for i in 0..self.frames {
+            let frame_len = buf.get(at..).and_then(frame_len);
+            let Some(len) = frame_len.filter(|l| *l >= TAG_LEN) else {
+                return Err(Error::InvalidFrameStart);
+            };
+            let Some(frame) = buf.get_mut(at + 2..at + 2 + len) else {
+                return Err(Error::InvalidFrameStart);
+            };
+            let (body, tag_room) = frame.split_at_mut(len - TAG_LEN);
+            let tag = self
+                .key
+                .seal_in_place_separate_tag(nonce(self.first_nonce + i), Aad::empty(), body)
+                .map_err(|_| Error::Failed)?;
+            tag_room.copy_from_slice(tag.as_ref());
+            at += 2 + len;
+        }
+        if at == self.end {
+            Ok(())
+        } else {
+            Err(Error::InvalidFrameStart)
+        }
+    }
+}
+
 fn nonce(counter: u64) -> Nonce {
     let mut bytes = [0u8; 12];
     for (dst, src) in bytes.iter_mut().skip(4).zip(counter.to_le_bytes()) {
@@ -137,45 +199,71 @@ impl Transport {
     /// On error the frame (plaintext included) is removed from `out`, so plaintext never stays
     /// in an output buffer.
     pub fn seal_frame(&mut self, out: &mut BytesMut, start: FrameStart) -> Result<(), Error> {
-        let body_at = start.offset + 2;
-        if body_at > out.len() {
-            return Err(Error::InvalidFrameStart);
-        }
-        let result = self.seal_at(out, start.offset);
+        let mut batch = None;
+        self.defer_frame(out, start, &mut batch)?;
+        let result = batch.map_or(Ok(()), |b| b.seal(out));
         if result.is_err() {
             out.truncate(start.offset);
         }
         result
     }
 
-    fn seal_at(&mut self, out: &mut BytesMut, offset: usize) -> Result<(), Error> {
+    /// Finishes the frame begun at `start` without encrypting it: reserves its nonce, makes
+    /// room for its tag, fills in its length and adds it to `batch`, whose
+    /// [`Unsealed::seal`] encrypts every frame of the batch later (for example outside a
+    /// lock). The frames of one batch must follow each other in `out`.
+    ///
+    /// On error the frame (plaintext included) is removed from `out`.
+    pub fn defer_frame(
+        &mut self,
+        out: &mut BytesMut,
+        start: FrameStart,
+        batch: &mut Option<Unsealed>,
+    ) -> Result<(), Error> {
+        let result = self.try_defer(out, start, batch);
+        if result.is_err() {
+            out.truncate(start.offset);
+        }
+        result
+    }
+
+    fn try_defer(
+        &mut self,
+        out: &mut BytesMut,
+        start: FrameStart,
+        batch: &mut Option<Unsealed>,
+    ) -> Result<(), Error> {
         if self.failed {
             return Err(Error::Failed);
         }
-        let len = out.len() - offset - 2;
+        let Some(len) = out.len().checked_sub(start.offset + 2) else {
+            return Err(Error::InvalidFrameStart);
+        };
         if len > MAX_PLAINTEXT {
             return Err(Error::PlaintextTooLarge { len });
+        }
+        if batch.as_ref().is_some_and(|b| b.end != start.offset) {
+            return Err(Error::InvalidFrameStart);
         }
         if self.send_nonce == u64::MAX {
             self.failed = true;
             return Err(Error::NonceExhausted);
         }
-        let Some(body) = out.get_mut(offset + 2..) else {
-            return Err(Error::InvalidFrameStart);
-        };
-        let tag = self
-            .send
-            .seal_in_place_separate_tag(nonce(self.send_nonce), Aad::empty(), body)
-            .map_err(|_| {
-                self.failed = true;
-                Error::Failed
-            })?;
-        self.send_nonce += 1;
-        out.extend_from_slice(tag.as_ref());
+        out.put_bytes(0, TAG_LEN);
         let frame_len = (len + TAG_LEN) as u16; // len ≤ MAX_PLAINTEXT, so this fits.
-        if let Some(prefix) = out.get_mut(offset..offset + 2) {
+        if let Some(prefix) = out.get_mut(start.offset..start.offset + 2) {
             prefix.copy_from_slice(&frame_len.to_be_bytes());
         }
+        let batch = batch.get_or_insert_with(|| Unsealed {
+            key: self.send.clone(),
+            start: start.offset,
+            end: start.offset,
+            first_nonce: self.send_nonce,
+            frames: 0,
+        });
+        batch.end = out.len();
+        batch.frames += 1;
+        self.send_nonce += 1;
         Ok(())
     }
 

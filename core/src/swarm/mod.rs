@@ -43,6 +43,7 @@ use crate::time::Instant;
 use crate::upgrade::{Role, Security, UpgradeConfig};
 use crate::yamux::{self, StreamId};
 
+pub use crate::connection::Transmit;
 pub use limits::{ConnManagerConfig, Limits};
 pub use services::{AGENT_VERSION, PROTOCOL_VERSION};
 
@@ -878,6 +879,29 @@ impl Swarm {
         let n = entry.conn.poll_transmit(now, out);
         self.process_connection(now, connection);
         n
+    }
+
+    /// Like [`poll_transmit`](Self::poll_transmit), but leaves the encryption to
+    /// [`Transmit::seal`], which needs no access to the swarm: a driver that shares the swarm
+    /// behind a lock seals after releasing it, so the lock is not held while encrypting.
+    /// `out` comes back inside the [`Transmit`], with the bytes to send appended. Seal and
+    /// send each connection's transmits in the order they were polled.
+    pub fn poll_transmit_unsealed(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        out: BytesMut,
+    ) -> Transmit {
+        let Some(entry) = self
+            .connections
+            .get_mut(&connection)
+            .filter(|e| e.socket_open)
+        else {
+            return Transmit::from_sealed(out);
+        };
+        let transmit = entry.conn.poll_transmit_unsealed(now, out);
+        self.process_connection(now, connection);
+        transmit
     }
 
     /// Connections that may have bytes to send: the driver calls

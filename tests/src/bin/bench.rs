@@ -33,7 +33,12 @@ use plait_tests::libp2p_peer::{Libp2pPeer, PeerConfig, ECHO_PROTOCOL};
 
 const SINK: &str = "/plait-bench/sink/1.0.0";
 const IDLE: &str = "/plait-bench/idle/1.0.0";
-const CHUNK: usize = 64 * 1024;
+static CHUNK: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
+    std::env::var("BENCH_CHUNK")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64 * 1024)
+});
 
 // ---------------------------------------------------------------------------------------------
 // Options and statistics
@@ -43,6 +48,26 @@ struct Opts {
     quick: bool,
     bytes: u64,
     reps: usize,
+    /// Which stacks the throughput benchmarks run (for profiling one of them alone).
+    side: Side,
+}
+
+/// The stacks a run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Side {
+    Both,
+    Ours,
+    Theirs,
+}
+
+impl Side {
+    fn runs(self, side: u8) -> bool {
+        match self {
+            Side::Both => true,
+            Side::Ours => side == 0,
+            Side::Theirs => side == 1,
+        }
+    }
 }
 
 /// One measured quantity: samples of ours, theirs, and ceilings.
@@ -176,7 +201,7 @@ async fn plait_server<R: Runtime>(rt: R, spawn: Spawn) -> PlaitServer<R> {
     let s = spawn.clone();
     host.set_stream_handler(SINK, move |mut stream| {
         s(Box::pin(async move {
-            let mut buf = vec![0u8; CHUNK];
+            let mut buf = vec![0u8; *CHUNK];
             loop {
                 match stream.read(&mut buf).await {
                     Ok(0) => break,
@@ -245,25 +270,34 @@ async fn plait_bulk<R: Runtime>(
 ) -> Duration {
     let per = bytes / streams as u64;
     let start = Instant::now();
+    // Every stream is written by its own spawned task, on the runtime's workers, as an
+    // application would (the benchmark's own future runs on the main thread).
     let tasks = (0..streams).map(|_| {
         let client = client.clone();
-        async move {
-            let mut s = client.new_stream(server, [SINK]).await.expect("open");
-            let buf = vec![0x5a_u8; CHUNK];
-            let mut left = per;
-            while left > 0 {
-                let n = left.min(CHUNK as u64) as usize;
-                s.write_all(&buf[..n]).await.expect("write");
-                left -= n as u64;
-            }
-            s.close().await.expect("close");
-            let mut ack = [0u8; 1];
-            s.read_exact(&mut ack).await.expect("ack");
-            let _ = s.read(&mut ack).await;
-        }
+        tokio::spawn(async move {
+            let s = client.new_stream(server, [SINK]).await.expect("open");
+            sink_write(s, per).await;
+        })
     });
-    futures::future::join_all(tasks).await;
+    for t in futures::future::join_all(tasks).await {
+        t.expect("writer");
+    }
     start.elapsed()
+}
+
+/// Writes `bytes` in `CHUNK`-byte writes, half-closes and waits for the 1-byte ack and the end.
+async fn sink_write<S: futures::AsyncRead + futures::AsyncWrite + Unpin>(mut s: S, bytes: u64) {
+    let buf = vec![0x5a_u8; *CHUNK];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(*CHUNK as u64) as usize;
+        s.write_all(&buf[..n]).await.expect("write");
+        left -= n as u64;
+    }
+    s.close().await.expect("close");
+    let mut ack = [0u8; 1];
+    s.read_exact(&mut ack).await.expect("ack");
+    let _ = s.read(&mut ack).await;
 }
 
 async fn plait_echo_once<R: Runtime>(client: &Host<R>, server: PlaitPeerId) {
@@ -302,7 +336,7 @@ async fn libp2p_server() -> Arc<Libp2pPeer> {
             }
             let mut stream = inbound.stream;
             tokio::spawn(async move {
-                let mut buf = vec![0u8; CHUNK];
+                let mut buf = vec![0u8; *CHUNK];
                 loop {
                     match stream.read(&mut buf).await {
                         Ok(0) => break,
@@ -332,21 +366,17 @@ async fn libp2p_client() -> Libp2pPeer {
 async fn libp2p_bulk(client: &Libp2pPeer, server: PeerIdL, bytes: u64, streams: usize) -> Duration {
     let per = bytes / streams as u64;
     let start = Instant::now();
-    let tasks = (0..streams).map(|_| async move {
-        let mut s = client.open_stream(server, SINK).await.expect("open");
-        let buf = vec![0x5a_u8; CHUNK];
-        let mut left = per;
-        while left > 0 {
-            let n = left.min(CHUNK as u64) as usize;
-            s.write_all(&buf[..n]).await.expect("write");
-            left -= n as u64;
-        }
-        s.close().await.expect("close");
-        let mut ack = [0u8; 1];
-        s.read_exact(&mut ack).await.expect("ack");
-        let _ = s.read(&mut ack).await;
-    });
-    futures::future::join_all(tasks).await;
+    // Streams are opened here (the peer handle is borrowed) and written by spawned tasks,
+    // like ours.
+    let opened = (0..streams).map(|_| client.open_stream(server, SINK));
+    let writers: Vec<_> = futures::future::join_all(opened)
+        .await
+        .into_iter()
+        .map(|s| tokio::spawn(sink_write(s.expect("open"), per)))
+        .collect();
+    for t in futures::future::join_all(writers).await {
+        t.expect("writer");
+    }
     start.elapsed()
 }
 
@@ -375,17 +405,17 @@ async fn tcp_bulk(bytes: u64) -> Duration {
     let server = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
         s.set_nodelay(true).unwrap();
-        let mut buf = vec![0u8; CHUNK];
+        let mut buf = vec![0u8; *CHUNK];
         while s.read(&mut buf).await.unwrap() > 0 {}
         s.write_all(b"k").await.unwrap();
     });
     let start = Instant::now();
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
     c.set_nodelay(true).unwrap();
-    let buf = vec![0x5a_u8; CHUNK];
+    let buf = vec![0x5a_u8; *CHUNK];
     let mut left = bytes;
     while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
+        let n = left.min(*CHUNK as u64) as usize;
         c.write_all(&buf[..n]).await.unwrap();
         left -= n as u64;
     }
@@ -422,6 +452,86 @@ impl snow::resolvers::CryptoResolver for RingCiphers {
 /// Bare ChaCha20-Poly1305 on one core: snow `TransportState` encrypt + decrypt of 65519-byte
 /// frames, `bytes` of plaintext.
 fn chacha_bulk(bytes: u64) -> Duration {
+    let (mut a, mut b) = noise_pair();
+    let mut m = vec![0u8; 65535];
+    let mut p = vec![0u8; 65535];
+    let plain = vec![0x5a_u8; NOISE_PLAIN];
+    let start = Instant::now();
+    let mut left = bytes;
+    while left > 0 {
+        let k = left.min(NOISE_PLAIN as u64) as usize;
+        let n = a.write_message(&plain[..k], &mut m).unwrap();
+        let got = b.read_message(&m[..n], &mut p).unwrap();
+        assert_eq!(got, k);
+        left -= k as u64;
+    }
+    start.elapsed()
+}
+
+/// Size of the plaintext in one Noise frame (65535 minus the 16-byte tag).
+const NOISE_PLAIN: usize = 65519;
+
+/// The Noise-over-TCP pipeline every libp2p stack needs at least: one task encrypts 65519-byte
+/// frames (snow `TransportState`, ring) with their 2-byte length prefixes into 4-frame batches
+/// and writes them to a loopback TCP socket; another reads and decrypts them. No muxer, no
+/// multistream, no stream API: the ceiling for Noise over TCP on this machine and runtime.
+async fn noise_tcp_bulk(bytes: u64) -> Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut tx, mut rx) = noise_pair();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut input = bytes::BytesMut::with_capacity(1 << 20);
+        let mut plain = vec![0u8; 65535];
+        let mut got = 0u64;
+        while got < bytes {
+            while input.len() >= 2 {
+                let len = u16::from_be_bytes([input[0], input[1]]) as usize;
+                if input.len() < 2 + len {
+                    break;
+                }
+                let frame = input.split_to(2 + len);
+                got += rx.read_message(&frame[2..], &mut plain).unwrap() as u64;
+            }
+            if got < bytes && s.read_buf(&mut input).await.unwrap() == 0 {
+                panic!("early end");
+            }
+        }
+        s.write_all(b"k").await.unwrap();
+    });
+    let start = Instant::now();
+    let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+    c.set_nodelay(true).unwrap();
+    let plain = vec![0x5a_u8; NOISE_PLAIN];
+    let mut batch = vec![0u8; 4 * 65537];
+    let mut left = bytes;
+    while left > 0 {
+        let mut at = 0;
+        for _ in 0..4 {
+            if left == 0 {
+                break;
+            }
+            let k = left.min(NOISE_PLAIN as u64) as usize;
+            let n = tx
+                .write_message(&plain[..k], &mut batch[at + 2..at + 65537])
+                .unwrap();
+            batch[at..at + 2].copy_from_slice(&(n as u16).to_be_bytes());
+            at += 2 + n;
+            left -= k as u64;
+        }
+        c.write_all(&batch[..at]).await.unwrap();
+    }
+    let mut ack = [0u8; 1];
+    c.read_exact(&mut ack).await.unwrap();
+    let d = start.elapsed();
+    server.await.unwrap();
+    d
+}
+
+/// Two snow `TransportState`s (initiator, responder) after an NN handshake, ring ciphers.
+fn noise_pair() -> (snow::TransportState, snow::TransportState) {
     let params: snow::params::NoiseParams = "Noise_NN_25519_ChaChaPoly_SHA256".parse().unwrap();
     let mut a = snow::Builder::with_resolver(params.clone(), Box::new(RingCiphers))
         .build_initiator()
@@ -435,19 +545,10 @@ fn chacha_bulk(bytes: u64) -> Duration {
     b.read_message(&m[..n], &mut p).unwrap();
     let n = b.write_message(&[], &mut m).unwrap();
     a.read_message(&m[..n], &mut p).unwrap();
-    let mut a = a.into_transport_mode().unwrap();
-    let mut b = b.into_transport_mode().unwrap();
-    let plain = vec![0x5a_u8; 65519];
-    let start = Instant::now();
-    let mut left = bytes;
-    while left > 0 {
-        let k = left.min(65519) as usize;
-        let n = a.write_message(&plain[..k], &mut m).unwrap();
-        let got = b.read_message(&m[..n], &mut p).unwrap();
-        assert_eq!(got, k);
-        left -= k as u64;
-    }
-    start.elapsed()
+    (
+        a.into_transport_mode().unwrap(),
+        b.into_transport_mode().unwrap(),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -458,6 +559,7 @@ async fn bench_throughput(o: &Opts, rows: &mut Vec<Row>) {
     let mib = bytes >> 20;
     let mut r = row(format!("1 stream, {mib} MiB one way"), "GiB/s", false);
     let mut tcp = row("  ceiling: raw TCP loopback", "GiB/s", false);
+    let mut pipe = row("  ceiling: bare Noise over TCP (no muxer)", "GiB/s", false);
     let mut aead = row(
         "  ceiling: ChaCha20-Poly1305 enc+dec, 1 core",
         "GiB/s",
@@ -474,6 +576,9 @@ async fn bench_throughput(o: &Opts, rows: &mut Vec<Row>) {
     lc.dial(ls.listen_addr()).await.expect("dial");
     for rep in 0..o.reps {
         for side in order(rep) {
+            if !o.side.runs(side) {
+                continue;
+            }
             if side == 0 {
                 let d = plait_bulk(&pc, ps.peer, bytes, 1).await;
                 r.ours.push(gib_s(bytes, d));
@@ -482,22 +587,32 @@ async fn bench_throughput(o: &Opts, rows: &mut Vec<Row>) {
                 r.theirs.push(gib_s(bytes, d));
             }
         }
-        tcp.ours.push(gib_s(bytes, tcp_bulk(bytes).await));
-        let d = tokio::task::spawn_blocking(move || chacha_bulk(bytes))
-            .await
-            .unwrap();
-        aead.ours.push(gib_s(bytes, d));
+        if o.side == Side::Both {
+            tcp.ours.push(gib_s(bytes, tcp_bulk(bytes).await));
+            pipe.ours.push(gib_s(bytes, noise_tcp_bulk(bytes).await));
+            let d = tokio::task::spawn_blocking(move || chacha_bulk(bytes))
+                .await
+                .unwrap();
+            aead.ours.push(gib_s(bytes, d));
+        }
         eprint!(".");
     }
-    let ceiling = median(&aead.ours);
-    let ours = median(&r.ours);
+    if o.side == Side::Both {
+        let (ours, theirs) = (median(&r.ours), median(&r.theirs));
+        let (bare, aead_1core) = (median(&pipe.ours), median(&aead.ours));
+        eprintln!(
+            "\nthroughput: ours is {:.0} % of the bare ChaCha20-Poly1305 ceiling (theirs {:.0} %), \
+             {:.0} % of bare Noise over TCP (theirs {:.0} %)",
+            100.0 * ours / aead_1core,
+            100.0 * theirs / aead_1core,
+            100.0 * ours / bare,
+            100.0 * theirs / bare,
+        );
+    }
     rows.push(r);
     rows.push(tcp);
+    rows.push(pipe);
     rows.push(aead);
-    eprintln!(
-        "\nthroughput: ours is {:.0} % of the bare ChaCha20-Poly1305 ceiling",
-        100.0 * ours / ceiling
-    );
 }
 
 /// Even repetitions run ours first, odd ones theirs first.
@@ -954,6 +1069,7 @@ fn main() {
         quick: false,
         bytes: 1 << 30,
         reps: 5,
+        side: Side::Both,
     };
     let mut names = Vec::new();
     let mut it = args.iter();
@@ -964,11 +1080,18 @@ fn main() {
             "--quick" => o.quick = true,
             "--bytes" => bytes = Some(parse_size(it.next().expect("--bytes N"))),
             "--reps" => reps = Some(it.next().expect("--reps N").parse().expect("number")),
+            "--side" => {
+                o.side = match it.next().map(String::as_str) {
+                    Some("ours") => Side::Ours,
+                    Some("theirs") => Side::Theirs,
+                    _ => Side::Both,
+                }
+            }
             "all" => names.extend(ALL.iter().map(|s| s.to_string())),
             n if ALL.contains(&n) => names.push(n.to_string()),
             other => {
                 eprintln!(
-                    "usage: bench [all|{}]... [--quick] [--bytes N[K|M|G]] [--reps N]\nunknown argument {other}",
+                    "usage: bench [all|{}]... [--quick] [--bytes N[K|M|G]] [--reps N] [--side ours|theirs]\nunknown argument {other}",
                     ALL.join("|")
                 );
                 std::process::exit(2);
