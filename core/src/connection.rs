@@ -28,6 +28,8 @@ pub const MAX_NEGOTIATION_BUFFER: usize = 4096;
 /// How many bytes [`Connection::poll_transmit`] appends per call at most (before encryption
 /// overhead): large enough to fill a socket write, small enough to interleave connections.
 pub const TRANSMIT_BUDGET: usize = 256 * 1024;
+/// Received bytes taken for decryption per [`Connection::take_unopened`].
+const OPEN_BUDGET: usize = 256 * 1024;
 
 /// Bytes for the socket from [`Connection::poll_transmit_unsealed`]: some of its Noise frames
 /// may still hold plaintext, so the bytes are only handed out by [`Transmit::seal`].
@@ -286,24 +288,75 @@ impl Connection {
             if !std::mem::take(&mut feed) {
                 break;
             }
-            if let Some(dialer) = &mut live.pending_muxer {
-                if let DialerStatus::InProgress = dialer.handle_input(&mut live.plain_in)? {
-                    continue;
-                }
-                live.pending_muxer = None;
-            }
-            // A protocol violation is not fatal here: the session queues Go Away (spec: "send
-            // Go Away(1) once, then close") and reports `Closed` once it went out.
-            if let Err(error) = live.session.handle_input(now, &mut live.plain_in) {
-                tracing::debug!(%error, "yamux protocol violation");
-                violated = true;
+            violated |= live.feed_muxer(now)?;
+        }
+        self.after_input(now, violated);
+        Ok(())
+    }
+
+    /// Takes the complete Noise frames at the front of `input` for decryption by
+    /// [`noise::Unopened::open`], which needs no access to the connection (a driver that
+    /// shares its connections behind a lock decrypts after releasing it); hand the result to
+    /// [`Connection::handle_opened`]. `None` when there is nothing to take that way (no
+    /// complete frame, still upgrading, a plaintext channel, a batch already out): feed
+    /// `input` to [`Connection::handle_input`] instead.
+    pub fn take_unopened(&mut self, input: &mut BytesMut) -> Option<noise::Unopened> {
+        let State::Live(live) = &mut self.state else {
+            return None;
+        };
+        let Channel::Noise(transport) = &mut live.channel else {
+            return None;
+        };
+        match transport.take_unopened(input, OPEN_BUDGET) {
+            Ok(batch) => batch,
+            Err(e) => {
+                self.fail(Error::Upgrade(e.into()));
+                None
             }
         }
+    }
+
+    /// Handles the frames taken by [`Connection::take_unopened`], opened (or the error that
+    /// opening them gave, which closes the connection).
+    pub fn handle_opened(&mut self, now: Instant, opened: Result<noise::Opened, noise::Error>) {
+        if let Err(error) = self.try_opened(now, opened) {
+            self.fail(error);
+        }
+    }
+
+    fn try_opened(
+        &mut self,
+        now: Instant,
+        opened: Result<noise::Opened, noise::Error>,
+    ) -> Result<(), Error> {
+        let State::Live(live) = &mut self.state else {
+            return Ok(());
+        };
+        let Channel::Noise(transport) = &mut live.channel else {
+            return Err(Error::Upgrade(noise::Error::Failed.into()));
+        };
+        let mut opened = transport
+            .accept_opened(opened)
+            .map_err(|e| Error::Upgrade(e.into()))?;
+        let mut violated = false;
+        while let Some(frame) = opened.next_frame() {
+            if live.plain_in.is_empty() {
+                live.plain_in = frame;
+            } else {
+                live.plain_in.extend_from_slice(&frame);
+            }
+            violated |= live.feed_muxer(now)?;
+        }
+        self.after_input(now, violated);
+        Ok(())
+    }
+
+    /// After input: a yamux violation starts the Go Away timeout; session events are handled.
+    fn after_input(&mut self, now: Instant, violated: bool) {
         if violated {
             self.terminate_by.get_or_insert(now + GO_AWAY_TIMEOUT);
         }
         self.process_session_events();
-        Ok(())
     }
 
     /// Turns a usable upgrade into a live yamux session.
@@ -667,6 +720,23 @@ impl Connection {
 }
 
 impl Live {
+    /// Feeds `plain_in` to the muxer negotiation still in progress, then to yamux. Returns
+    /// whether yamux saw a protocol violation (not fatal: the session queues Go Away, spec:
+    /// "send Go Away(1) once, then close", and reports `Closed` once it went out).
+    fn feed_muxer(&mut self, now: Instant) -> Result<bool, Error> {
+        if let Some(dialer) = &mut self.pending_muxer {
+            if let DialerStatus::InProgress = dialer.handle_input(&mut self.plain_in)? {
+                return Ok(false);
+            }
+            self.pending_muxer = None;
+        }
+        if let Err(error) = self.session.handle_input(now, &mut self.plain_in) {
+            tracing::debug!(%error, "yamux protocol violation");
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
     /// Forgets streams the session no longer has (both directions closed), unless data or the
     /// end read during negotiation is still to be handed out. Cheap when
     /// nothing ended: the session's count is compared first.

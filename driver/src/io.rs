@@ -244,11 +244,7 @@ async fn run_connection<R: Runtime>(
                         inner.pump(&shared);
                     }
                     Poll::Ready(Ok(_)) => {
-                        let mut inner = shared.lock();
-                        let now = rt.now();
-                        inner.swarm.handle_input(now, id, &mut input);
-                        inner.pump(&shared);
-                        inner.wake_backlog();
+                        feed_input(&shared, &rt, id, &mut input);
                         progress = true;
                     }
                     Poll::Pending => {}
@@ -358,6 +354,29 @@ async fn run_connection<R: Runtime>(
         }
     })
     .await;
+}
+
+/// Hands received bytes to the swarm. Noise frames are decrypted between two short holds of
+/// the lock, not under it, so the application reading the previous bytes is not held up.
+fn feed_input<R: Runtime>(shared: &Arc<Shared<R>>, rt: &R, id: ConnectionId, input: &mut BytesMut) {
+    loop {
+        let mut inner = shared.lock();
+        let now = rt.now();
+        let Some(batch) = inner.swarm.take_unopened(now, id, input) else {
+            // Handshake, plaintext, or the rest of a frame: handled under the lock.
+            inner.swarm.handle_input(now, id, input);
+            inner.pump(shared);
+            inner.wake_backlog();
+            return;
+        };
+        drop(inner);
+        let opened = batch.open();
+        let mut inner = shared.lock();
+        let now = rt.now();
+        inner.swarm.handle_opened(now, id, opened);
+        inner.pump(shared);
+        inner.wake_backlog();
+    }
 }
 
 /// Keeps [`Shared::io_buffered`] and [`Shared::sockets`] up to date for one connection task.

@@ -424,6 +424,10 @@ pub struct NetSim {
     latencies: HashMap<(NodeId, NodeId), Duration>,
     /// Largest chunk bytes are delivered in (random sizes from 1); `None`: whole sends.
     pub max_chunk: Option<usize>,
+    /// Encrypt and decrypt through the deferred API (`poll_transmit_unsealed` + `seal`,
+    /// `take_unopened` + `open` + `handle_opened`), as the async driver does, instead of
+    /// `poll_transmit` / `handle_input`. The bytes on the wire are the same either way.
+    pub deferred_crypto: bool,
     /// Link bandwidth in bytes per second per direction; `None`: unlimited.
     pub bandwidth: Option<u64>,
     /// Keep events in [`Node::events`] (the hash is always computed).
@@ -479,6 +483,24 @@ pub fn node_config(seed: u64, security: Security) -> SwarmConfig {
 }
 
 impl NetSim {
+    /// Everything `node` has to send on `connection` now.
+    fn transmit_all(&mut self, node: NodeId, now: Instant, connection: ConnectionId) -> BytesMut {
+        let swarm = &mut self.nodes[node].swarm;
+        let mut out = BytesMut::new();
+        if self.deferred_crypto {
+            loop {
+                let before = out.len();
+                let transmit = swarm.poll_transmit_unsealed(now, connection, out);
+                out = transmit.seal().expect("sealing our own frames");
+                if out.len() == before {
+                    return out;
+                }
+            }
+        }
+        while swarm.poll_transmit(now, connection, &mut out).is_some() {}
+        out
+    }
+
     /// An empty network: 10 ms one-way latency, no chunking, unlimited bandwidth.
     pub fn new(seed: u64) -> Self {
         Self {
@@ -499,6 +521,7 @@ impl NetSim {
             default_latency: Duration::from_millis(10),
             latencies: HashMap::new(),
             max_chunk: None,
+            deferred_crypto: false,
             bandwidth: None,
             keep_events: true,
             hash: 0xcbf2_9ce4_8422_2325,
@@ -1011,6 +1034,11 @@ impl NetSim {
                         }
                         let input = n.inputs.entry(conn).or_default();
                         input.extend_from_slice(&bytes);
+                        if self.deferred_crypto {
+                            while let Some(batch) = n.swarm.take_unopened(now, conn, input) {
+                                n.swarm.handle_opened(now, conn, batch.open());
+                            }
+                        }
                         n.swarm.handle_input(now, conn, input);
                         self.dirty.insert(node);
                     }
@@ -1090,12 +1118,7 @@ impl NetSim {
             }
             Command::Close { connection } => {
                 if let Some((link, side)) = self.conn_links.get(&(node, connection)).copied() {
-                    let mut out = BytesMut::new();
-                    while self.nodes[node]
-                        .swarm
-                        .poll_transmit(now, connection, &mut out)
-                        .is_some()
-                    {}
+                    let out = self.transmit_all(node, now, connection);
                     if !out.is_empty() {
                         self.send(link, side, out.freeze());
                     }
@@ -1144,12 +1167,7 @@ impl NetSim {
                 self.nodes[node].swarm.connections_with_output().collect();
             conns.sort();
             for conn in conns {
-                let mut out = BytesMut::new();
-                while self.nodes[node]
-                    .swarm
-                    .poll_transmit(now, conn, &mut out)
-                    .is_some()
-                {}
+                let out = self.transmit_all(node, now, conn);
                 if out.is_empty() {
                     continue;
                 }

@@ -48,7 +48,7 @@ mod tests;
 mod transport;
 
 pub use handshake::{Config, Handshake, Outcome};
-pub use transport::{FrameStart, Transport, Unsealed};
+pub use transport::{FrameStart, Opened, Transport, Unopened, Unsealed};
 
 use libp2p_identity::PeerId;
 

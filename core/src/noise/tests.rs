@@ -879,3 +879,78 @@ proptest! {
         prop_assert_eq!(got, msgs.concat());
     }
 }
+
+#[test]
+fn unopened_frames_open_later_in_order() {
+    let (mut a, mut b) = transports();
+    let mut w = BytesMut::new();
+    for text in [&b"first"[..], b"2", b"third"] {
+        a.encrypt(text, &mut w).unwrap();
+    }
+    a.encrypt(b"partial", &mut w).unwrap();
+    let partial = w.len() - 3;
+    let mut input = BytesMut::from(&w[..partial]);
+    let batch = b.take_unopened(&mut input, usize::MAX).unwrap().unwrap();
+    // Only complete frames are taken; nothing else is decrypted or taken while they are out.
+    assert_eq!(input.len(), 2 + 7 + TAG_LEN - 3);
+    assert!(b.decrypt(&mut input).unwrap().is_none());
+    assert!(b.take_unopened(&mut input, usize::MAX).unwrap().is_none());
+    let mut opened = b.accept_opened(batch.open()).unwrap();
+    for text in [&b"first"[..], b"2", b"third"] {
+        assert_eq!(&opened.next_frame().unwrap()[..], text);
+    }
+    assert!(opened.next_frame().is_none());
+    input.extend_from_slice(&w[partial..]);
+    assert_eq!(&b.decrypt(&mut input).unwrap().unwrap()[..], b"partial");
+}
+
+#[test]
+fn unopened_budget_takes_at_least_one_frame() {
+    let (mut a, mut b) = transports();
+    let mut w = BytesMut::new();
+    a.encrypt(&[1u8; 100], &mut w).unwrap();
+    a.encrypt(&[2u8; 100], &mut w).unwrap();
+    let batch = b.take_unopened(&mut w, 1).unwrap().unwrap();
+    assert_eq!(w.len(), 2 + 100 + TAG_LEN);
+    let mut opened = b.accept_opened(batch.open()).unwrap();
+    assert_eq!(&opened.next_frame().unwrap()[..], &[1u8; 100]);
+    assert_eq!(&b.decrypt(&mut w).unwrap().unwrap()[..], &[2u8; 100]);
+}
+
+#[test]
+fn unopened_failures_are_typed_and_final() {
+    // A tampered frame fails authentication, and the transport with it.
+    let (mut a, mut b) = transports();
+    let mut w = BytesMut::new();
+    a.encrypt(b"hello", &mut w).unwrap();
+    w[3] ^= 1;
+    let batch = b.take_unopened(&mut w, usize::MAX).unwrap().unwrap();
+    assert!(matches!(b.accept_opened(batch.open()), Err(Error::Decrypt)));
+    assert!(matches!(b.decrypt(&mut w), Err(Error::Failed)));
+    // A frame shorter than a tag.
+    let (_, mut b) = transports();
+    let mut short = BytesMut::from(&[0x00, 0x05, 1, 2, 3, 4, 5][..]);
+    assert!(matches!(
+        b.take_unopened(&mut short, usize::MAX),
+        Err(Error::FrameTooShort { len: 5 })
+    ));
+    // A batch that is not the one out (another transport's) is refused.
+    let (mut a, mut b) = transports();
+    let (mut a2, mut b2) = transports();
+    let (mut w, mut w2) = (BytesMut::new(), BytesMut::new());
+    a.encrypt(b"one", &mut w).unwrap();
+    a2.encrypt(b"one", &mut w2).unwrap();
+    a2.encrypt(b"two", &mut w2).unwrap();
+    let _mine = b.take_unopened(&mut w, usize::MAX).unwrap().unwrap();
+    let other = b2.take_unopened(&mut w2, usize::MAX).unwrap().unwrap();
+    assert!(matches!(b.accept_opened(other.open()), Err(Error::Failed)));
+    // Nonce exhaustion is checked when frames are taken.
+    let (mut a, mut b) = transports();
+    b.set_nonces_for_testing(0, u64::MAX);
+    let mut w = BytesMut::new();
+    a.encrypt(b"x", &mut w).unwrap();
+    assert!(matches!(
+        b.take_unopened(&mut w, usize::MAX),
+        Err(Error::NonceExhausted)
+    ));
+}

@@ -26,6 +26,9 @@ pub struct Transport {
     recv: LessSafeKey,
     send_nonce: u64,
     recv_nonce: u64,
+    /// Received frames taken off by [`Transport::take_unopened`] whose plaintext has not come
+    /// back through [`Transport::accept_opened`]: nothing else is decrypted meanwhile.
+    recv_outstanding: bool,
     failed: bool,
 }
 
@@ -116,6 +119,77 @@ impl Unsealed {
     }
 }
 
+/// Received frames taken off the input by [`Transport::take_unopened`], still encrypted.
+#[must_use = "the connection waits for these frames to come back opened"]
+pub struct Unopened {
+    key: LessSafeKey,
+    frames: BytesMut,
+    first_nonce: u64,
+    count: u64,
+}
+
+impl std::fmt::Debug for Unopened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Unopened")
+            .field("bytes", &self.frames.len())
+            .field("first_nonce", &self.first_nonce)
+            .field("count", &self.count)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Unopened {
+    /// Decrypts and authenticates the frames in place. [`Error::Decrypt`] if any frame fails
+    /// authentication: the connection must then be closed.
+    pub fn open(mut self) -> Result<Opened, Error> {
+        let mut at = 0usize;
+        for i in 0..self.count {
+            let len = self
+                .frames
+                .get(at..)
+                .and_then(frame_len)
+                .ok_or(Error::InvalidFrameStart)?;
+            let frame = self
+                .frames
+                .get_mut(at + 2..at + 2 + len)
+                .ok_or(Error::InvalidFrameStart)?;
+            self.key
+                .open_in_place(nonce(self.first_nonce + i), Aad::empty(), frame)
+                .map_err(|_| Error::Decrypt)?;
+            at += 2 + len;
+        }
+        Ok(Opened {
+            frames: self.frames,
+            end_nonce: self.first_nonce + self.count,
+        })
+    }
+}
+
+/// Authenticated plaintext of an [`Unopened`] batch, frame by frame. Only
+/// [`Unopened::open`] makes one.
+#[derive(Debug)]
+pub struct Opened {
+    /// `len ‖ plaintext ‖ tag` frames, plaintext decrypted in place.
+    frames: BytesMut,
+    /// The nonce after the batch's last frame.
+    end_nonce: u64,
+}
+
+impl Opened {
+    /// The next frame's plaintext (split off, no copy).
+    pub fn next_frame(&mut self) -> Option<BytesMut> {
+        let len = frame_len(&self.frames)?;
+        let plain_len = len.checked_sub(TAG_LEN)?;
+        if self.frames.len() < 2 + len {
+            return None;
+        }
+        self.frames.advance(2);
+        let plain = self.frames.split_to(plain_len);
+        self.frames.advance(TAG_LEN);
+        Some(plain)
+    }
+}
+
 fn nonce(counter: u64) -> Nonce {
     let mut bytes = [0u8; 12];
     for (dst, src) in bytes.iter_mut().skip(4).zip(counter.to_le_bytes()) {
@@ -137,6 +211,7 @@ impl Transport {
             recv: key(recv_key)?,
             send_nonce: 0,
             recv_nonce: 0,
+            recv_outstanding: false,
             failed: false,
         })
     }
@@ -271,9 +346,14 @@ impl Transport {
     ///
     /// `Ok(None)`: `input` holds no complete frame yet and is untouched. The returned plaintext
     /// is split off `input` and decrypted in place (no copy, no allocation).
+    /// While frames taken by [`Transport::take_unopened`] are out, nothing is decrypted
+    /// (`Ok(None)`): they come first.
     pub fn decrypt(&mut self, input: &mut BytesMut) -> Result<Option<BytesMut>, Error> {
         if self.failed {
             return Err(Error::Failed);
+        }
+        if self.recv_outstanding {
+            return Ok(None);
         }
         let Some(len) = frame_len(input) else {
             return Ok(None);
@@ -307,6 +387,74 @@ impl Transport {
         Ok(Some(frame))
     }
 
+    /// Takes every complete frame off the front of `input` (up to about `budget` bytes, at
+    /// least one frame) with their nonces reserved, to be decrypted by [`Unopened::open`]
+    /// without access to this transport (for example outside a lock); their plaintext comes
+    /// back through [`Transport::accept_opened`]. `Ok(None)`: no complete frame, or a batch
+    /// is already out.
+    pub fn take_unopened(
+        &mut self,
+        input: &mut BytesMut,
+        budget: usize,
+    ) -> Result<Option<Unopened>, Error> {
+        if self.failed {
+            return Err(Error::Failed);
+        }
+        if self.recv_outstanding {
+            return Ok(None);
+        }
+        let mut at = 0usize;
+        let mut frames = 0u64;
+        while at < budget.max(1) {
+            let Some(len) = input.get(at..).and_then(frame_len) else {
+                break;
+            };
+            if input.len() - at - 2 < len {
+                break;
+            }
+            if len < TAG_LEN {
+                self.failed = true;
+                return Err(Error::FrameTooShort { len });
+            }
+            if self.recv_nonce.saturating_add(frames) == u64::MAX {
+                self.failed = true;
+                return Err(Error::NonceExhausted);
+            }
+            at += 2 + len;
+            frames += 1;
+        }
+        if frames == 0 {
+            return Ok(None);
+        }
+        let batch = Unopened {
+            key: self.recv.clone(),
+            frames: input.split_to(at),
+            first_nonce: self.recv_nonce,
+            count: frames,
+        };
+        self.recv_nonce += frames;
+        self.recv_outstanding = true;
+        Ok(Some(batch))
+    }
+
+    /// Takes back the frames of the batch out, decrypted: fails (and fails the transport) if
+    /// `opened` is not that batch, or if opening it failed.
+    pub fn accept_opened(&mut self, opened: Result<Opened, Error>) -> Result<Opened, Error> {
+        if self.failed {
+            return Err(Error::Failed);
+        }
+        let result = match opened {
+            Ok(o) if self.recv_outstanding && o.end_nonce == self.recv_nonce => Ok(o),
+            Ok(_) => Err(Error::Failed),
+            Err(e) => Err(e),
+        };
+        self.recv_outstanding = false;
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
     /// A copy sharing keys and nonces, for the fuzz targets only: two live copies would reuse
     /// nonces, which is why `Transport` is not `Clone`.
     #[cfg(any(fuzzing, feature = "fuzzing"))]
@@ -316,6 +464,7 @@ impl Transport {
             recv: self.recv.clone(),
             send_nonce: self.send_nonce,
             recv_nonce: self.recv_nonce,
+            recv_outstanding: self.recv_outstanding,
             failed: self.failed,
         }
     }

@@ -39,6 +39,7 @@ use crate::dial::{
 };
 use crate::multiaddr::{split_p2p, Multiaddr};
 use crate::multistream::{Protocol, ProtocolSet};
+use crate::noise;
 use crate::time::Instant;
 use crate::upgrade::{Role, Security, UpgradeConfig};
 use crate::yamux::{self, StreamId};
@@ -834,6 +835,41 @@ impl Swarm {
             return;
         };
         entry.conn.handle_input(now, input);
+        self.process_connection(now, connection);
+    }
+
+    /// Driver: takes the complete Noise frames at the front of `input` for decryption by
+    /// [`Unopened::open`](crate::noise::Unopened::open), which needs no access to the swarm:
+    /// a driver that shares the swarm behind a lock decrypts after releasing it, then hands
+    /// the result to [`handle_opened`](Self::handle_opened). `None`: nothing to take that way
+    /// (no complete frame, still upgrading, plaintext, a batch already out); feed `input` to
+    /// [`handle_input`](Self::handle_input) as usual.
+    pub fn take_unopened(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        input: &mut BytesMut,
+    ) -> Option<noise::Unopened> {
+        let entry = self.connections.get_mut(&connection)?;
+        let batch = entry.conn.take_unopened(input);
+        if batch.is_none() && entry.conn.is_closed() {
+            self.process_connection(now, connection);
+        }
+        batch
+    }
+
+    /// Driver: the frames of [`take_unopened`](Self::take_unopened), opened, or the error
+    /// opening them gave (which closes the connection).
+    pub fn handle_opened(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        opened: Result<noise::Opened, noise::Error>,
+    ) {
+        let Some(entry) = self.connections.get_mut(&connection) else {
+            return;
+        };
+        entry.conn.handle_opened(now, opened);
         self.process_connection(now, connection);
     }
 
