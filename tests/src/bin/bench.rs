@@ -33,12 +33,7 @@ use plait_tests::libp2p_peer::{Libp2pPeer, PeerConfig, ECHO_PROTOCOL};
 
 const SINK: &str = "/plait-bench/sink/1.0.0";
 const IDLE: &str = "/plait-bench/idle/1.0.0";
-static CHUNK: std::sync::LazyLock<usize> = std::sync::LazyLock::new(|| {
-    std::env::var("BENCH_CHUNK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64 * 1024)
-});
+const CHUNK: usize = 64 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Options and statistics
@@ -63,9 +58,9 @@ enum Side {
 impl Side {
     fn runs(self, side: u8) -> bool {
         match self {
-            Side::Both => true,
-            Side::Ours => side == 0,
-            Side::Theirs => side == 1,
+            Self::Both => true,
+            Self::Ours => side == 0,
+            Self::Theirs => side == 1,
         }
     }
 }
@@ -201,7 +196,7 @@ async fn plait_server<R: Runtime>(rt: R, spawn: Spawn) -> PlaitServer<R> {
     let s = spawn.clone();
     host.set_stream_handler(SINK, move |mut stream| {
         s(Box::pin(async move {
-            let mut buf = vec![0u8; *CHUNK];
+            let mut buf = vec![0u8; CHUNK];
             loop {
                 match stream.read(&mut buf).await {
                     Ok(0) => break,
@@ -287,10 +282,10 @@ async fn plait_bulk<R: Runtime>(
 
 /// Writes `bytes` in `CHUNK`-byte writes, half-closes and waits for the 1-byte ack and the end.
 async fn sink_write<S: futures::AsyncRead + futures::AsyncWrite + Unpin>(mut s: S, bytes: u64) {
-    let buf = vec![0x5a_u8; *CHUNK];
+    let buf = vec![0x5a_u8; CHUNK];
     let mut left = bytes;
     while left > 0 {
-        let n = left.min(*CHUNK as u64) as usize;
+        let n = left.min(CHUNK as u64) as usize;
         s.write_all(&buf[..n]).await.expect("write");
         left -= n as u64;
     }
@@ -336,7 +331,7 @@ async fn libp2p_server() -> Arc<Libp2pPeer> {
             }
             let mut stream = inbound.stream;
             tokio::spawn(async move {
-                let mut buf = vec![0u8; *CHUNK];
+                let mut buf = vec![0u8; CHUNK];
                 loop {
                     match stream.read(&mut buf).await {
                         Ok(0) => break,
@@ -405,17 +400,17 @@ async fn tcp_bulk(bytes: u64) -> Duration {
     let server = tokio::spawn(async move {
         let (mut s, _) = listener.accept().await.unwrap();
         s.set_nodelay(true).unwrap();
-        let mut buf = vec![0u8; *CHUNK];
+        let mut buf = vec![0u8; CHUNK];
         while s.read(&mut buf).await.unwrap() > 0 {}
         s.write_all(b"k").await.unwrap();
     });
     let start = Instant::now();
     let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
     c.set_nodelay(true).unwrap();
-    let buf = vec![0x5a_u8; *CHUNK];
+    let buf = vec![0x5a_u8; CHUNK];
     let mut left = bytes;
     while left > 0 {
-        let n = left.min(*CHUNK as u64) as usize;
+        let n = left.min(CHUNK as u64) as usize;
         c.write_all(&buf[..n]).await.unwrap();
         left -= n as u64;
     }
