@@ -21,21 +21,31 @@ pub(crate) fn pending_credit(max: u32, window: u32, buffered: u32) -> u32 {
     max.saturating_sub(window.saturating_add(buffered))
 }
 
+/// Whether the peer ran (nearly) out of credit although the reader keeps up: at most an
+/// eighth of the window is left to the peer and at most an eighth is waiting to be read. Then
+/// the window, not the reader, limits throughput, whatever the round-trip time says (an RTT
+/// sampled on an idle connection understates the time credit takes to come back under load).
+pub(crate) fn sender_starved(max: u32, window: u32, buffered: u32) -> bool {
+    window <= max / 8 && buffered <= max / 8
+}
+
 /// The new window size when an update is sent: doubles when the previous update was less than
-/// two round trips ago (the window, not the reader, limits throughput; rust yamux uses 2×RTT,
-/// go 4×RTT), capped by the per-stream maximum and the session budget left.
+/// two round trips ago (rust yamux uses 2×RTT, go 4×RTT) or the sender is starved (see
+/// [`sender_starved`]), capped by the per-stream maximum and the session budget left.
 pub(crate) fn tuned_max(
     max: u32,
     now: Instant,
     last_update: Option<Instant>,
     rtt: Option<Duration>,
+    starved: bool,
     cap: u32,
     budget_left: u64,
 ) -> u32 {
-    let (Some(last), Some(rtt)) = (last_update, rtt) else {
-        return max;
+    let fast_updates = match (last_update, rtt) {
+        (Some(last), Some(rtt)) => now.saturating_duration_since(last) < rtt.saturating_mul(2),
+        _ => false,
     };
-    if now.saturating_duration_since(last) >= rtt.saturating_mul(2) {
+    if !fast_updates && !starved {
         return max;
     }
     let target = max.saturating_mul(2).min(cap).max(max);

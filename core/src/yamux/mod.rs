@@ -1026,7 +1026,8 @@ impl Session {
         let mut delta = 0;
         if due {
             let old = s.recv_max;
-            s.recv_max = flow::tuned_max(old, now, s.last_update, rtt, cap, budget_left);
+            let starved = flow::sender_starved(old, s.recv_window, s.recv_buffered);
+            s.recv_max = flow::tuned_max(old, now, s.last_update, rtt, starved, cap, budget_left);
             self.total_recv_max += u64::from(s.recv_max - old);
             s.last_update = Some(now);
             delta = flow::pending_credit(s.recv_max, s.recv_window, s.recv_buffered);

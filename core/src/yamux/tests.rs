@@ -580,16 +580,72 @@ fn backpressure_and_window_updates() {
     }
     assert_eq!(got, INITIAL_WINDOW as usize);
     let wire = drain_tx(&mut s, now);
-    // ACK + credit for all consumed bytes (no RTT yet: window stays 256 KiB)
+    // ACK + credit for all consumed bytes. No RTT is known yet, but the sender used up its
+    // whole window while the reader kept up (starved): the window doubles to 512 KiB.
     assert_eq!(
         wire,
-        hdr(FrameType::WindowUpdate, Flags::ACK, 1, INITIAL_WINDOW)
+        hdr(FrameType::WindowUpdate, Flags::ACK, 1, 2 * INITIAL_WINDOW)
     );
     feed(&mut c, now, &wire).unwrap();
     assert_eq!(events(&mut c), vec![Event::Writable(id)]);
     assert_eq!(
         c.stream(id).unwrap().send_capacity(),
-        INITIAL_WINDOW as usize
+        2 * INITIAL_WINDOW as usize
+    );
+}
+
+#[test]
+fn window_grows_for_a_starved_sender_not_for_a_slow_reader() {
+    let (mut c, now) = session(Mode::Client);
+    let (mut s, _) = session(Mode::Server);
+    let id = c.open_stream(now).unwrap();
+    let data = vec![7u8; INITIAL_WINDOW as usize];
+    // Slow reader: the window is full and the reader takes half of it: the credit it
+    // returns is what it read, the window stays 256 KiB.
+    c.stream(id).unwrap().write(&data).unwrap();
+    feed(&mut s, now, &drain_tx(&mut c, now)).unwrap();
+    let mut got = 0;
+    while got < INITIAL_WINDOW as usize / 2 {
+        got += s
+            .stream(id)
+            .unwrap()
+            .read(16 * 1024)
+            .unwrap()
+            .unwrap()
+            .len();
+    }
+    let read = got as u32;
+    assert_eq!(
+        drain_tx(&mut s, now),
+        hdr(FrameType::WindowUpdate, Flags::ACK, 1, read)
+    );
+    assert_eq!(s.streams.get(&id.get()).unwrap().recv_max, INITIAL_WINDOW);
+    // The reader catches up while the sender has nearly no credit left: starved, it doubles.
+    feed(
+        &mut c,
+        now,
+        &hdr(FrameType::WindowUpdate, Flags::ACK, 1, read),
+    )
+    .unwrap();
+    c.stream(id).unwrap().write(&data[..read as usize]).unwrap();
+    feed(&mut s, now, &drain_tx(&mut c, now)).unwrap();
+    while let Ok(Some(b)) = s.stream(id).unwrap().read(usize::MAX) {
+        if b.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(
+        drain_tx(&mut s, now),
+        hdr(
+            FrameType::WindowUpdate,
+            Flags::NONE,
+            1,
+            INITIAL_WINDOW + INITIAL_WINDOW
+        )
+    );
+    assert_eq!(
+        s.streams.get(&id.get()).unwrap().recv_max,
+        2 * INITIAL_WINDOW
     );
 }
 
