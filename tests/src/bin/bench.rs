@@ -262,20 +262,24 @@ async fn plait_bulk<R: Runtime>(
     server: PlaitPeerId,
     bytes: u64,
     streams: usize,
+    spawn: &Spawn,
 ) -> Duration {
     let per = bytes / streams as u64;
     let start = Instant::now();
     // Every stream is written by its own spawned task, on the runtime's workers, as an
     // application would (the benchmark's own future runs on the main thread).
-    let tasks = (0..streams).map(|_| {
+    let done = (0..streams).map(|_| {
         let client = client.clone();
-        tokio::spawn(async move {
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        spawn(Box::pin(async move {
             let s = client.new_stream(server, [SINK]).await.expect("open");
             sink_write(s, per).await;
-        })
+            let _ = tx.send(());
+        }));
+        rx
     });
-    for t in futures::future::join_all(tasks).await {
-        t.expect("writer");
+    for finished in futures::future::join_all(done).await {
+        finished.expect("writer");
     }
     start.elapsed()
 }
@@ -549,7 +553,94 @@ fn noise_pair() -> (snow::TransportState, snow::TransportState) {
 // ---------------------------------------------------------------------------------------------
 // The benchmarks
 
-async fn bench_throughput(o: &Opts, rows: &mut Vec<Row>) {
+/// One bulk transfer measured in a fresh child process (`bench bulk-child KIND STREAMS BYTES`),
+/// in GiB/s. A process's first thread placement decides a lot on a small machine (the same
+/// transfer runs at 0.6 or 1.0 GiB/s depending on which worker threads the long-lived
+/// connection tasks settle on), so every repetition gets its own process: the spread across
+/// repetitions then shows that variation instead of hiding it in one process's luck.
+fn bulk_child(kind: &str, streams: usize, bytes: u64) -> f64 {
+    let exe = std::env::current_exe().unwrap();
+    let out = std::process::Command::new(exe)
+        .args(["bulk-child", kind, &streams.to_string(), &bytes.to_string()])
+        .output()
+        .expect("run child");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(v) = text.lines().find_map(|l| l.strip_prefix("GIB_S ")) else {
+        panic!(
+            "bulk child {kind} failed: {}\n{}",
+            text,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    v.trim().parse().unwrap()
+}
+
+/// The child's side of [`bulk_child`]: sets up, then measures one transfer of `bytes` over
+/// `streams` streams. Kinds: `ours` (tokio), `ours-smol`, `ours-async-std`, `theirs`,
+/// `tcp` (raw loopback TCP), `noise` (bare Noise over TCP), `aead` (ChaCha20-Poly1305, 1 core).
+fn bulk_child_run(kind: &str, streams: usize, bytes: u64, rt: &tokio::runtime::Runtime) -> f64 {
+    let d = match kind {
+        "ours" => rt.block_on(async {
+            let rt = plait_tokio::Tokio::current();
+            let spawn: Spawn = Arc::new(|f| {
+                tokio::spawn(f);
+            });
+            let ps = plait_server(rt.clone(), spawn.clone()).await;
+            let pc = plait_client(rt, &ps).await;
+            plait_bulk(&pc, ps.peer, bytes, streams, &spawn).await
+        }),
+        "ours-smol" => {
+            // smol's global executor: one thread per core, as tokio's.
+            if std::env::var_os("SMOL_THREADS").is_none() {
+                std::env::set_var("SMOL_THREADS", "2");
+            }
+            smol::block_on(async {
+                let spawn: Spawn = Arc::new(|f| smol::spawn(f).detach());
+                let ps = plait_server(plait_smol::Smol, spawn.clone()).await;
+                let pc = plait_client(plait_smol::Smol, &ps).await;
+                plait_bulk(&pc, ps.peer, bytes, streams, &spawn).await
+            })
+        }
+        "ours-async-std" => async_std::task::block_on(async {
+            let spawn: Spawn = Arc::new(|f| {
+                async_std::task::spawn(f);
+            });
+            let ps = plait_server(plait_async_std::AsyncStd, spawn.clone()).await;
+            let pc = plait_client(plait_async_std::AsyncStd, &ps).await;
+            plait_bulk(&pc, ps.peer, bytes, streams, &spawn).await
+        }),
+        "theirs" => rt.block_on(async {
+            let ls = libp2p_server().await;
+            let lc = libp2p_client().await;
+            lc.dial(ls.listen_addr()).await.expect("dial");
+            libp2p_bulk(&lc, ls.peer_id(), bytes, streams).await
+        }),
+        "tcp" => rt.block_on(tcp_bulk(bytes)),
+        "noise" => rt.block_on(noise_tcp_bulk(bytes)),
+        "aead" => chacha_bulk(bytes),
+        other => panic!("unknown bulk kind {other}"),
+    };
+    gib_s(bytes, d)
+}
+
+/// Ours and theirs, one fresh process each per repetition, alternating which goes first.
+fn ours_vs_theirs(o: &Opts, r: &mut Row, streams: usize) {
+    for rep in 0..o.reps {
+        for side in order(rep) {
+            if !o.side.runs(side) {
+                continue;
+            }
+            if side == 0 {
+                r.ours.push(bulk_child("ours", streams, o.bytes));
+            } else {
+                r.theirs.push(bulk_child("theirs", streams, o.bytes));
+            }
+        }
+        eprint!(".");
+    }
+}
+
+fn bench_throughput(o: &Opts, rows: &mut Vec<Row>) {
     let bytes = o.bytes;
     let mib = bytes >> 20;
     let mut r = row(format!("1 stream, {mib} MiB one way"), "GiB/s", false);
@@ -560,39 +651,14 @@ async fn bench_throughput(o: &Opts, rows: &mut Vec<Row>) {
         "GiB/s",
         false,
     );
-    let rt = plait_tokio::Tokio::current();
-    let spawn: Spawn = Arc::new(|f| {
-        tokio::spawn(f);
-    });
-    let ps = plait_server(rt.clone(), spawn).await;
-    let pc = plait_client(rt, &ps).await;
-    let ls = libp2p_server().await;
-    let lc = libp2p_client().await;
-    lc.dial(ls.listen_addr()).await.expect("dial");
-    for rep in 0..o.reps {
-        for side in order(rep) {
-            if !o.side.runs(side) {
-                continue;
-            }
-            if side == 0 {
-                let d = plait_bulk(&pc, ps.peer, bytes, 1).await;
-                r.ours.push(gib_s(bytes, d));
-            } else {
-                let d = libp2p_bulk(&lc, ls.peer_id(), bytes, 1).await;
-                r.theirs.push(gib_s(bytes, d));
-            }
-        }
-        if o.side == Side::Both {
-            tcp.ours.push(gib_s(bytes, tcp_bulk(bytes).await));
-            pipe.ours.push(gib_s(bytes, noise_tcp_bulk(bytes).await));
-            let d = tokio::task::spawn_blocking(move || chacha_bulk(bytes))
-                .await
-                .unwrap();
-            aead.ours.push(gib_s(bytes, d));
-        }
-        eprint!(".");
-    }
+    ours_vs_theirs(o, &mut r, 1);
     if o.side == Side::Both {
+        for _ in 0..o.reps {
+            tcp.ours.push(bulk_child("tcp", 1, bytes));
+            pipe.ours.push(bulk_child("noise", 1, bytes));
+            aead.ours.push(bulk_child("aead", 1, bytes));
+            eprint!(".");
+        }
         let (ours, theirs) = (median(&r.ours), median(&r.theirs));
         let (bare, aead_1core) = (median(&pipe.ours), median(&aead.ours));
         eprintln!(
@@ -619,36 +685,13 @@ fn order(rep: usize) -> [u8; 2] {
     }
 }
 
-async fn bench_streams16(o: &Opts, rows: &mut Vec<Row>) {
-    let bytes = o.bytes;
+fn bench_streams16(o: &Opts, rows: &mut Vec<Row>) {
     let mut r = row(
-        format!("16 streams, {} MiB total", bytes >> 20),
+        format!("16 streams, {} MiB total", o.bytes >> 20),
         "GiB/s",
         false,
     );
-    let rt = plait_tokio::Tokio::current();
-    let spawn: Spawn = Arc::new(|f| {
-        tokio::spawn(f);
-    });
-    let ps = plait_server(rt.clone(), spawn).await;
-    let pc = plait_client(rt, &ps).await;
-    let ls = libp2p_server().await;
-    let lc = libp2p_client().await;
-    lc.dial(ls.listen_addr()).await.expect("dial");
-    for rep in 0..o.reps {
-        for side in order(rep) {
-            if side == 0 {
-                r.ours
-                    .push(gib_s(bytes, plait_bulk(&pc, ps.peer, bytes, 16).await));
-            } else {
-                r.theirs.push(gib_s(
-                    bytes,
-                    libp2p_bulk(&lc, ls.peer_id(), bytes, 16).await,
-                ));
-            }
-        }
-        eprint!(".");
-    }
+    ours_vs_theirs(o, &mut r, 16);
     eprintln!();
     rows.push(r);
 }
@@ -984,52 +1027,30 @@ async fn mem_child_run(side: &str, what: &str, n: usize) {
     }
 }
 
-fn bench_runtimes(o: &Opts, rows: &mut Vec<Row>, tokio_rt: &tokio::runtime::Runtime) {
-    let bytes = o.bytes;
-    let mib = bytes >> 20;
-    let mut rt_ = row(format!("1 stream, {mib} MiB: tokio (ref.)"), "GiB/s", false);
-    let mut rs = row(format!("1 stream, {mib} MiB: smol"), "GiB/s", false);
-    let mut ra = row(format!("1 stream, {mib} MiB: async-std"), "GiB/s", false);
-    // smol's global executor: one thread per core, as tokio's.
-    if std::env::var_os("SMOL_THREADS").is_none() {
-        std::env::set_var("SMOL_THREADS", "2");
-    }
-    let (tc, ts) = tokio_rt.block_on(async {
-        let rt = plait_tokio::Tokio::current();
-        let spawn: Spawn = Arc::new(|f| {
-            tokio::spawn(f);
-        });
-        let ps = plait_server(rt.clone(), spawn).await;
-        let pc = plait_client(rt, &ps).await;
-        (pc, ps)
-    });
-    let (sc, ss) = smol::block_on(async {
-        let spawn: Spawn = Arc::new(|f| smol::spawn(f).detach());
-        let ps = plait_server(plait_smol::Smol, spawn).await;
-        let pc = plait_client(plait_smol::Smol, &ps).await;
-        (pc, ps)
-    });
-    let (ac, as_) = async_std::task::block_on(async {
-        let spawn: Spawn = Arc::new(|f| {
-            async_std::task::spawn(f);
-        });
-        let ps = plait_server(plait_async_std::AsyncStd, spawn).await;
-        let pc = plait_client(plait_async_std::AsyncStd, &ps).await;
-        (pc, ps)
-    });
+fn bench_runtimes(o: &Opts, rows: &mut Vec<Row>) {
+    let mib = o.bytes >> 20;
+    let mut rows_by_kind = [
+        (
+            "ours",
+            row(format!("1 stream, {mib} MiB: tokio (ref.)"), "GiB/s", false),
+        ),
+        (
+            "ours-smol",
+            row(format!("1 stream, {mib} MiB: smol"), "GiB/s", false),
+        ),
+        (
+            "ours-async-std",
+            row(format!("1 stream, {mib} MiB: async-std"), "GiB/s", false),
+        ),
+    ];
     for _ in 0..o.reps {
-        let d = tokio_rt.block_on(plait_bulk(&tc, ts.peer, bytes, 1));
-        rt_.ours.push(gib_s(bytes, d));
-        let d = smol::block_on(plait_bulk(&sc, ss.peer, bytes, 1));
-        rs.ours.push(gib_s(bytes, d));
-        let d = async_std::task::block_on(plait_bulk(&ac, as_.peer, bytes, 1));
-        ra.ours.push(gib_s(bytes, d));
+        for (kind, r) in &mut rows_by_kind {
+            r.ours.push(bulk_child(kind, 1, o.bytes));
+        }
         eprint!(".");
     }
     eprintln!();
-    rows.push(rt_);
-    rows.push(rs);
-    rows.push(ra);
+    rows.extend(rows_by_kind.into_iter().map(|(_, r)| r));
 }
 
 const ALL: &[&str] = &[
@@ -1054,6 +1075,13 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if args.first().map(String::as_str) == Some("bulk-child") {
+        let streams = args[2].parse().unwrap();
+        let bytes = args[3].parse().unwrap();
+        println!("GIB_S {}", bulk_child_run(&args[1], streams, bytes, &rt));
+        // Skip orderly shutdown of the hosts.
+        std::process::exit(0);
+    }
     if args.first().map(String::as_str) == Some("mem-child") {
         let n = args[3].parse().unwrap();
         rt.block_on(mem_child_run(&args[1], &args[2], n));
@@ -1117,12 +1145,12 @@ fn main() {
     for name in &names {
         eprint!("{name} ");
         match name.as_str() {
-            "throughput" => rt.block_on(bench_throughput(&o, &mut rows)),
-            "streams16" => rt.block_on(bench_streams16(&o, &mut rows)),
+            "throughput" => bench_throughput(&o, &mut rows),
+            "streams16" => bench_streams16(&o, &mut rows),
             "connect" => rt.block_on(bench_connect(&o, &mut rows)),
             "open" => rt.block_on(bench_open(&o, &mut rows)),
             "memory" => bench_memory(&o, &mut rows),
-            "runtimes" => bench_runtimes(&o, &mut rows, &rt),
+            "runtimes" => bench_runtimes(&o, &mut rows),
             _ => unreachable!(),
         }
         // Print as we go, so one failing benchmark does not lose the others' figures.
