@@ -732,7 +732,12 @@ impl Live {
             }
             self.pending_muxer = None;
         }
-        if let Err(error) = self.session.handle_input(now, &mut self.plain_in) {
+        let violated = self.session.handle_input(now, &mut self.plain_in);
+        if self.plain_in.is_empty() {
+            // An empty view still pins the receive buffer it was split from.
+            self.plain_in = BytesMut::new();
+        }
+        if let Err(error) = violated {
             tracing::debug!(%error, "yamux protocol violation");
             return Ok(true);
         }

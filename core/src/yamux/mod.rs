@@ -40,6 +40,10 @@ use crate::time::Instant;
 /// bounded here so a forged length cannot make us skip 4 GiB.
 pub const MAX_UNKNOWN_STREAM_FRAME: u32 = 16 * 1024 * 1024;
 
+/// Data frame bodies shorter than this are copied out of the input instead of kept as views
+/// of it (see where they are received).
+const COPY_BELOW: usize = 16 * 1024;
+
 /// A stream id (odd: opened by the client, even: by the server).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId(u32);
@@ -415,6 +419,13 @@ impl Session {
                     }
                     input.advance(HEADER_LEN);
                     let body = input.split_to(hdr.length as usize).freeze();
+                    // A small body kept as a view would pin the whole receive buffer it came
+                    // in (hundreds of KiB) for as long as the stream keeps it unread: copy it.
+                    let body = if body.len() < COPY_BELOW {
+                        Bytes::copy_from_slice(&body)
+                    } else {
+                        body
+                    };
                     if let Err(e) = self.on_stream_frame(now, hdr, Some(body)) {
                         return Err(self.fail(e, GO_AWAY_PROTOCOL_ERROR));
                     }

@@ -1092,3 +1092,33 @@ fn idle_sizes_are_small() {
     assert!(st <= 160, "Stream is {st} bytes");
     assert!(sess <= 640, "Session is {sess} bytes");
 }
+
+#[test]
+fn small_bodies_do_not_pin_the_receive_buffer() {
+    let (mut c, now) = session(Mode::Client);
+    let (mut s, _) = session(Mode::Server);
+    let small = c.open_stream(now).unwrap();
+    c.stream(small).unwrap().write(&[1u8; 32]).unwrap();
+    let big = c.open_stream(now).unwrap();
+    c.stream(big).unwrap().write(&[2u8; 32 * 1024]).unwrap();
+    let wire = drain_tx(&mut c, now);
+    let split_at = wire.len() - (12 + 32 * 1024);
+    // The small body arrives alone in a large receive buffer and stays unread: the buffer must
+    // not stay shared with it.
+    let mut input = BytesMut::with_capacity(256 * 1024);
+    input.extend_from_slice(&wire[..split_at]);
+    s.handle_input(now, &mut input).unwrap();
+    assert!(input.is_empty());
+    assert!(
+        input.try_reclaim(256 * 1024),
+        "a 32-byte body pins the buffer"
+    );
+    // A large body is kept as a view (no copy).
+    input.extend_from_slice(&wire[split_at..]);
+    s.handle_input(now, &mut input).unwrap();
+    assert!(!input.try_reclaim(256 * 1024), "the 32 KiB body was copied");
+    assert_eq!(
+        &s.stream(small).unwrap().read(64).unwrap().unwrap()[..],
+        &[1u8; 32]
+    );
+}
