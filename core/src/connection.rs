@@ -604,15 +604,19 @@ impl Connection {
                 live.raw_out.clear();
                 let session = &mut live.session;
                 let mut fills = 0;
+                let mut first_full = false;
                 live.channel
                     .encrypt_deferred(&mut out, TRANSMIT_BUDGET, |buf, max| {
                         fills += 1;
-                        if fills == 2 {
-                            // A batch: room for all of it at once, as growing `buf` frame by
-                            // frame would copy the frames already laid out in it again.
+                        if fills == 2 && first_full {
+                            // A batch (the first frame came full): room for all of it at once,
+                            // as growing `buf` frame by frame would copy the frames already
+                            // laid out in it again. Small transmits allocate only what they use.
                             buf.reserve(TRANSMIT_BUDGET + 2 * 64 * 1024);
                         }
-                        session.poll_transmit(now, buf, max).unwrap_or(0)
+                        let n = session.poll_transmit(now, buf, max).unwrap_or(0);
+                        first_full |= fills == 1 && n == max;
+                        n
                     })
             }
         };

@@ -223,14 +223,17 @@ async fn run_connection<R: Runtime>(
             if read_open && input.len() < MAX_UNCONSUMED_INPUT {
                 // Read into this thread's scratch buffer and copy what arrived: no 64 KiB
                 // zero-fill per read, and no buffer kept by an idle connection.
-                // Frames split off `input` keep its buffer shared, so growing it allocates
-                // anew and copies the partial frame left in it: grow by several reads at once.
-                if input.capacity() - input.len() < READ_CHUNK {
-                    input.reserve(4 * READ_CHUNK);
-                }
                 let read = SCRATCH.with_borrow_mut(|scratch| {
                     let r = Pin::new(&mut tcp).poll_read(cx, scratch);
                     if let Poll::Ready(Ok(n)) = r {
+                        // Frames split off `input` keep its buffer shared, so growing it
+                        // allocates anew and copies the partial frame left in it: when reads
+                        // come full (bulk), grow by several at once. Small reads (and polls
+                        // that find nothing) allocate only what they need.
+                        if input.capacity() - input.len() < n {
+                            let room = if n == READ_CHUNK { 4 * READ_CHUNK } else { n };
+                            input.reserve(room);
+                        }
                         input.extend_from_slice(&scratch[..n]);
                     }
                     r

@@ -43,7 +43,7 @@ struct Opts {
     quick: bool,
     bytes: u64,
     reps: usize,
-    /// Which stacks the throughput benchmarks run (for profiling one of them alone).
+    /// Which stacks the benchmarks run (for profiling one of them alone; not memory).
     side: Side,
 }
 
@@ -720,6 +720,9 @@ async fn bench_connect(o: &Opts, rows: &mut Vec<Row>) {
     let ls = libp2p_server().await;
     for rep in 0..o.reps {
         for side in order(rep) {
+            if !o.side.runs(side) {
+                continue;
+            }
             let mut lats = Vec::new();
             if side == 0 {
                 for _ in 0..seq {
@@ -804,6 +807,9 @@ async fn bench_open(o: &Opts, rows: &mut Vec<Row>) {
     let lpeer = ls.peer_id();
     for rep in 0..o.reps {
         for side in order(rep) {
+            if !o.side.runs(side) {
+                continue;
+            }
             if side == 0 {
                 let t = Instant::now();
                 for _ in 0..seq {
