@@ -41,8 +41,9 @@ fn listener_config(security: Security) -> Option<Arc<ConnectionConfig>> {
 }
 
 /// Drains a connection's events (echoing inbound streams and finishing them at their end)
-/// and appends its transmits to `out`. Returns how many bytes were echoed.
-fn drain(conn: &mut Connection, now: Instant, out: &mut BytesMut) -> usize {
+/// and appends its transmits to `out` (sealed after the poll when `deferred`). Returns how
+/// many bytes were echoed.
+fn drain(conn: &mut Connection, now: Instant, out: &mut BytesMut, deferred: bool) -> usize {
     let mut echoed = 0;
     loop {
         let mut progress = false;
@@ -66,8 +67,23 @@ fn drain(conn: &mut Connection, now: Instant, out: &mut BytesMut) -> usize {
                 }
             }
         }
-        while conn.poll_transmit(now, out).is_some() {
-            progress = true;
+        if deferred {
+            loop {
+                let before = out.len();
+                let transmit = conn.poll_transmit_unsealed(now, std::mem::take(out));
+                let Ok(sealed) = transmit.seal() else {
+                    panic!("sealing our own frames failed");
+                };
+                *out = sealed;
+                if out.len() == before {
+                    break;
+                }
+                progress = true;
+            }
+        } else {
+            while conn.poll_transmit(now, out).is_some() {
+                progress = true;
+            }
         }
         if !progress {
             return echoed;
@@ -86,6 +102,8 @@ fn run(data: &[u8], start: Instant) -> usize {
         Security::Noise
     };
     let chunk = usize::from(first >> 1) * 8 + 1;
+    // Bit 1: decrypt and encrypt through the deferred API (what the async driver uses).
+    let deferred = first & 2 == 2;
     let Some(config) = listener_config(security) else {
         return 0;
     };
@@ -95,24 +113,30 @@ fn run(data: &[u8], start: Instant) -> usize {
     };
     let mut input = BytesMut::new();
     let mut out = BytesMut::new();
-    let mut echoed = drain(&mut conn, now, &mut out);
+    let mut echoed = drain(&mut conn, now, &mut out, deferred);
     for piece in rest.chunks(chunk) {
         input.extend_from_slice(piece);
+        if deferred {
+            while let Some(batch) = conn.take_unopened(&mut input) {
+                conn.handle_opened(now, batch.open());
+            }
+        }
         conn.handle_input(now, &mut input);
-        echoed += drain(&mut conn, now, &mut out);
+        echoed += drain(&mut conn, now, &mut out, deferred);
         out.clear();
         now += Duration::from_millis(10);
         if conn.poll_timeout().is_some_and(|t| t <= now) {
             conn.handle_timeout(now);
-            echoed += drain(&mut conn, now, &mut out);
+            echoed += drain(&mut conn, now, &mut out, deferred);
         }
     }
     conn.handle_closed();
-    echoed + drain(&mut conn, now, &mut out)
+    echoed + drain(&mut conn, now, &mut out, deferred)
 }
 
-/// Fuzz target: a listener-side connection (Noise; plaintext when the first byte is odd;
-/// the first byte also sets the chunk size) fed the rest of `data`.
+/// Fuzz target: a listener-side connection (Noise; plaintext when the first byte is odd; the
+/// deferred encryption API when its bit 1 is set; its upper bits set the chunk size) fed the
+/// rest of `data`.
 pub fn connection_listener(data: &[u8], now: Instant) {
     run(data, now);
 }
@@ -142,7 +166,7 @@ pub fn dialer_transcript(security: Security, payload: &[u8], now: Instant) -> Ve
         to_listener.extend_from_slice(&out);
         out.clear();
         listener.handle_input(now, &mut to_listener);
-        drain(&mut listener, now, &mut to_dialer);
+        drain(&mut listener, now, &mut to_dialer, false);
         dialer.handle_input(now, &mut to_dialer);
         while dialer.poll_event().is_some() {}
         if dialer.is_established() && !opened {
@@ -163,16 +187,23 @@ mod tests {
     #[test]
     fn transcripts_reach_the_echo_stream() {
         for (first, security) in [(0u8, Security::Noise), (1, Security::Plaintext)] {
-            let mut data = vec![first | (63 << 1)];
-            data.extend(dialer_transcript(
-                security,
-                b"Hello, world!\n",
-                Instant::now(),
-            ));
-            assert_eq!(run(&data, Instant::now()), 14, "{security:?}");
-            // Byte by byte too.
-            data[0] = first;
-            assert_eq!(run(&data, Instant::now()), 14, "{security:?} bytewise");
+            // Immediate (bit 1 clear) and deferred (bit 1 set) encryption.
+            for deferred in [0u8, 2] {
+                let mut data = vec![first | deferred | (62 << 1)];
+                data.extend(dialer_transcript(
+                    security,
+                    b"Hello, world!\n",
+                    Instant::now(),
+                ));
+                assert_eq!(run(&data, Instant::now()), 14, "{security:?} {deferred}");
+                // In 1-byte (immediate) or 9-byte (deferred) chunks too.
+                data[0] = first | deferred;
+                assert_eq!(
+                    run(&data, Instant::now()),
+                    14,
+                    "{security:?} {deferred} small"
+                );
+            }
         }
     }
 }
