@@ -1,7 +1,7 @@
-//! Benchmarks of Plait side by side with rust-libp2p 0.57, in one process and one run.
+//! Benchmarks of Plait side by side with rust-libp2p 0.57, in one run.
 //!
 //! ```text
-//! cargo run --release -p plait-tests --bin bench -- all [--quick] [--bytes N] [--reps N]
+//! cargo run --release -p plait-tests --bin bench -- all [--quick] [--bytes N] [--reps N] [--side ours|theirs]
 //! cargo run --release -p plait-tests --bin bench -- throughput streams16 connect open memory runtimes
 //! ```
 //!
@@ -10,8 +10,12 @@
 //! streams through its custom `ConnectionHandler` that negotiates every stream concurrently), in
 //! the same run, alternating which side goes first, several repetitions; the table gives the
 //! median of each side, the spread (min–max) and the ratio of the medians. Both ends of every
-//! connection live in this process on one 2-worker tokio runtime (a multi-thread runtime with
+//! connection live in one process on one 2-worker tokio runtime (a multi-thread runtime with
 //! as many workers as cores is what both stacks are made for).
+//!
+//! Bulk transfers (throughput, 16 streams, their ceilings, the runtimes) run one repetition per
+//! fresh child process (`bench bulk-child ...`): where a process's long-lived tasks settle on
+//! the workers changes the figure more than anything else on a small machine.
 //!
 //! Memory is measured in fresh child processes (`bench mem-child ...`), one per measurement,
 //! run one after the other: the child holds both ends, so the figure is per connection (or
