@@ -563,15 +563,21 @@ fn noise_pair() -> (snow::TransportState, snow::TransportState) {
 /// connection tasks settle on), so every repetition gets its own process: the spread across
 /// repetitions then shows that variation instead of hiding it in one process's luck.
 fn bulk_child(kind: &str, streams: usize, bytes: u64) -> f64 {
+    let (streams, bytes) = (streams.to_string(), bytes.to_string());
+    child_figure(&["bulk-child", kind, &streams, &bytes], "GIB_S ")
+}
+
+/// Runs this binary with `args` and returns the number its output gives after `key`.
+fn child_figure(args: &[&str], key: &str) -> f64 {
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new(exe)
-        .args(["bulk-child", kind, &streams.to_string(), &bytes.to_string()])
+        .args(args)
         .output()
         .expect("run child");
     let text = String::from_utf8_lossy(&out.stdout);
-    let Some(v) = text.lines().find_map(|l| l.strip_prefix("GIB_S ")) else {
+    let Some(v) = text.lines().find_map(|l| l.strip_prefix(key)) else {
         panic!(
-            "bulk child {kind} failed: {}\n{}",
+            "child {args:?} failed: {}\n{}",
             text,
             String::from_utf8_lossy(&out.stderr)
         );
@@ -860,20 +866,10 @@ async fn bench_open(o: &Opts, rows: &mut Vec<Row>) {
 
 /// Runs `bench mem-child SIDE WHAT N` in a fresh process; returns bytes per item.
 fn mem_child(side: &str, what: &str, n: usize) -> f64 {
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
-        .args(["mem-child", side, what, &n.to_string()])
-        .output()
-        .expect("run child");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let Some(v) = text.lines().find_map(|l| l.strip_prefix("PER_ITEM_BYTES ")) else {
-        panic!(
-            "memory child failed: {}\n{}",
-            text,
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    v.trim().parse().unwrap()
+    child_figure(
+        &["mem-child", side, what, &n.to_string()],
+        "PER_ITEM_BYTES ",
+    )
 }
 
 fn bench_memory(o: &Opts, rows: &mut Vec<Row>) {
