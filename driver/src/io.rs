@@ -25,6 +25,8 @@ const MAX_UNCONSUMED_INPUT: usize = 1024 * 1024;
 /// How long a closing connection may take to flush its last bytes before the socket is closed
 /// anyway: a peer that stops reading must not keep a socket (and its buffers) forever.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
+/// Received batches at least this large are decrypted with the host lock released.
+const OPEN_UNLOCKED_FROM: usize = 16 * 1024;
 /// Reads and writes per wake-up before the task yields, so one busy connection cannot starve
 /// the others on the same executor thread (quinn's work limiter).
 const WORK_PER_WAKE: usize = 32;
@@ -359,8 +361,9 @@ async fn run_connection<R: Runtime>(
     .await;
 }
 
-/// Hands received bytes to the swarm. Noise frames are decrypted between two short holds of
-/// the lock, not under it, so the application reading the previous bytes is not held up.
+/// Hands received bytes to the swarm. Large batches of Noise frames are decrypted between two
+/// short holds of the lock, not under it, so the application reading the previous bytes is not
+/// held up.
 fn feed_input<R: Runtime>(shared: &Arc<Shared<R>>, rt: &R, id: ConnectionId, input: &mut BytesMut) {
     loop {
         let mut inner = shared.lock();
@@ -372,6 +375,13 @@ fn feed_input<R: Runtime>(shared: &Arc<Shared<R>>, rt: &R, id: ConnectionId, inp
             inner.wake_backlog();
             return;
         };
+        if batch.len() < OPEN_UNLOCKED_FROM {
+            // Small: releasing and retaking the lock would cost more than it frees.
+            inner.swarm.handle_opened(now, id, batch.open());
+            inner.pump(shared);
+            inner.wake_backlog();
+            continue;
+        }
         drop(inner);
         let opened = batch.open();
         let mut inner = shared.lock();

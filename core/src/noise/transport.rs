@@ -139,6 +139,16 @@ impl std::fmt::Debug for Unopened {
 }
 
 impl Unopened {
+    /// The bytes taken (frames with their length prefixes and tags).
+    pub fn len(&self) -> usize {
+        self.frames.len()
+    }
+
+    /// Whether no bytes were taken (never the case for a batch `take_unopened` returned).
+    pub fn is_empty(&self) -> bool {
+        self.frames.is_empty()
+    }
+
     /// Decrypts and authenticates the frames in place. [`Error::Decrypt`] if any frame fails
     /// authentication: the connection must then be closed.
     pub fn open(mut self) -> Result<Opened, Error> {
