@@ -8,7 +8,7 @@
 //! Like go-multiaddr, every IP predicate looks at the *first* component only (after skipping
 //! `/ip6zone`): `/ip4/1.2.3.4/tcp/1/p2p/R/p2p-circuit` is classified by `1.2.3.4`.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use core::net::{Ipv4Addr, Ipv6Addr};
 
 pub use ::multiaddr::{Multiaddr, Protocol};
 use libp2p_identity::PeerId;
@@ -419,7 +419,7 @@ pub fn tcp_port(addr: &Multiaddr) -> Option<u16> {
 }
 
 /// The IP of the first component when it is `/ip4` or `/ip6` (go `manet.ToIP`, loosely).
-pub fn ip_addr(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+pub fn ip_addr(addr: &Multiaddr) -> Option<core::net::IpAddr> {
     match addr.iter().next()? {
         Protocol::Ip4(ip) => Some(ip.into()),
         Protocol::Ip6(ip) => Some(ip.into()),

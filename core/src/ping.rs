@@ -425,7 +425,7 @@ mod tests {
 
     #[test]
     fn ping_echo_yields_rtt_then_waits_interval() {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let mut p = Pinger::new(t0, Config::default(), 1);
         assert_eq!(p.poll_timeout(), Some(t0));
         let mut wire = BytesMut::new();
@@ -455,7 +455,7 @@ mod tests {
 
     #[test]
     fn payloads_are_seeded_and_random() {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let out = |seed| {
             let mut p = Pinger::new(t0, Config::default(), seed);
             let mut b = BytesMut::new();
@@ -469,7 +469,7 @@ mod tests {
 
     #[test]
     fn wrong_echo_is_an_error_and_closes() {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let mut p = Pinger::new(t0, Config::default(), 1);
         let mut wire = BytesMut::new();
         p.poll_transmit(t0, &mut wire);
@@ -488,7 +488,7 @@ mod tests {
 
     #[test]
     fn unsolicited_bytes_and_eof() {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let mut p = Pinger::new(t0, Config::default(), 1);
         assert_eq!(
             p.handle_input(t0, &mut BytesMut::from(&b"x"[..])),
@@ -512,7 +512,7 @@ mod tests {
 
     #[test]
     fn timeout_fires_at_deadline_only() {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let cfg = Config::default().with_timeout(5 * SEC);
         let mut p = Pinger::new(t0, cfg, 1);
         p.handle_timeout(t0 + 100 * SEC); // spurious: nothing outstanding
@@ -530,7 +530,7 @@ mod tests {
 
     #[test]
     fn responder_limits_backlog_and_keeps_partial_blocks() {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let mut r = Responder::new(t0, ResponderConfig::default());
         let data: Vec<u8> = (0..=255u8).cycle().take(32 * 6 + 5).collect();
         let mut input = BytesMut::from(&data[..]);
@@ -547,7 +547,7 @@ mod tests {
 
     #[test]
     fn responder_timeouts() {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let mut r = Responder::new(t0, ResponderConfig::default());
         assert_eq!(r.poll_timeout(), Some(t0 + 10 * SEC));
         // A ping at 8 s pushes the idle deadline to 18 s.
@@ -573,7 +573,7 @@ mod tests {
 
     #[test]
     fn responder_finishes_after_eof() {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let mut r = Responder::new(t0, ResponderConfig::default());
         r.handle_input(t0, &mut BytesMut::from(&[7u8; 32][..]))
             .unwrap();
@@ -605,7 +605,7 @@ mod tests {
             data in proptest::collection::vec(any::<u8>(), 0..400),
             cuts in proptest::collection::vec(any::<usize>(), 0..40),
         ) {
-            let t0 = Instant::now();
+            let t0 = plait_testkit::start();
             let mut r = Responder::new(t0, ResponderConfig::default());
             let mut input = BytesMut::new();
             let mut out = BytesMut::new();
@@ -629,7 +629,7 @@ mod tests {
             cuts in proptest::collection::vec(any::<usize>(), 0..40),
             flip in proptest::option::of(0usize..96),
         ) {
-            let t0 = Instant::now();
+            let t0 = plait_testkit::start();
             let cfg = Config::default().with_interval(Duration::ZERO);
             let mut p = Pinger::new(t0, cfg, seed);
             // Reference: the payloads the same seed produces, echoed back.

@@ -113,7 +113,7 @@ mod tests {
 
     #[test]
     fn quadratic_schedule_capped() {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let peer = PeerId::random();
         let addr: Multiaddr = "/ip4/1.2.3.4/tcp/1".parse().unwrap();
         let mut b = Backoff::new();
@@ -142,7 +142,7 @@ mod tests {
 
     #[test]
     fn cleanup_drops_long_expired() {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let peer = PeerId::random();
         let addr: Multiaddr = "/ip4/1.2.3.4/tcp/1".parse().unwrap();
         let mut b = Backoff::new();

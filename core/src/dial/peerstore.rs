@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn ttl_expiry_and_extension() {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let p = PeerId::random();
         let mut book = AddressBook::new();
         let a = ma("/ip4/1.2.3.4/tcp/1");
@@ -300,7 +300,7 @@ mod tests {
 
     #[test]
     fn connected_downgrade() {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let p = PeerId::random();
         let mut book = AddressBook::new();
         let a = ma("/ip4/1.2.3.4/tcp/1");
@@ -314,7 +314,7 @@ mod tests {
 
     #[test]
     fn p2p_suffix_handling() {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let (p, q) = (PeerId::random(), PeerId::random());
         let mut book = AddressBook::new();
         let a = ma("/ip4/1.2.3.4/tcp/1");
@@ -331,7 +331,7 @@ mod tests {
 
     #[test]
     fn bounded_per_peer() {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let p = PeerId::random();
         let mut book = AddressBook::new();
         let addrs: Vec<Multiaddr> = (0..MAX_ADDRS_PER_PEER as u16 + 10)

@@ -169,7 +169,7 @@ impl std::fmt::Debug for DialScheduler {
 }
 
 /// `(ip, port)` for the low-priority filter.
-type IpPort = (std::net::IpAddr, u16);
+type IpPort = (core::net::IpAddr, u16);
 
 impl DialScheduler {
     /// A scheduler with `config`.

@@ -193,13 +193,17 @@ mod tests {
                 data.extend(dialer_transcript(
                     security,
                     b"Hello, world!\n",
-                    Instant::now(),
+                    plait_testkit::start(),
                 ));
-                assert_eq!(run(&data, Instant::now()), 14, "{security:?} {deferred}");
+                assert_eq!(
+                    run(&data, plait_testkit::start()),
+                    14,
+                    "{security:?} {deferred}"
+                );
                 // In 1-byte (immediate) or 9-byte (deferred) chunks too.
                 data[0] = first | deferred;
                 assert_eq!(
-                    run(&data, Instant::now()),
+                    run(&data, plait_testkit::start()),
                     14,
                     "{security:?} {deferred} small"
                 );

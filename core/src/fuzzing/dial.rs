@@ -283,7 +283,7 @@ mod tests {
         let mut n = 0;
         for entry in std::fs::read_dir(&dir).unwrap() {
             let data = std::fs::read(entry.unwrap().path()).unwrap();
-            f(&data, Instant::now());
+            f(&data, plait_testkit::start());
             n += 1;
         }
         assert!(n >= 2, "{name}: {n} seeds");
@@ -305,8 +305,8 @@ mod tests {
             let data: Vec<u8> = (0..len)
                 .map(|i| i.wrapping_mul(37).wrapping_add(len))
                 .collect();
-            dial_scheduler(&data, Instant::now());
-            multiaddr_parse(&data, Instant::now());
+            dial_scheduler(&data, plait_testkit::start());
+            multiaddr_parse(&data, plait_testkit::start());
         }
     }
 
@@ -317,8 +317,8 @@ mod tests {
         for _ in 0..2_000 {
             let len = rng.gen_range(0..160);
             let data: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
-            dial_scheduler(&data, Instant::now());
-            multiaddr_parse(&data, Instant::now());
+            dial_scheduler(&data, plait_testkit::start());
+            multiaddr_parse(&data, plait_testkit::start());
         }
     }
 }

@@ -121,7 +121,7 @@ mod tests {
             for entry in std::fs::read_dir(&dir).unwrap() {
                 f(
                     &std::fs::read(entry.unwrap().path()).unwrap(),
-                    Instant::now(),
+                    plait_testkit::start(),
                 );
                 n += 1;
             }
@@ -143,9 +143,9 @@ mod tests {
                 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
             ],
         ] {
-            peer_id_parse(data, Instant::now());
-            public_key_parse(data, Instant::now());
-            identify_decode(data, Instant::now());
+            peer_id_parse(data, plait_testkit::start());
+            public_key_parse(data, plait_testkit::start());
+            identify_decode(data, plait_testkit::start());
         }
     }
 
@@ -181,9 +181,9 @@ mod tests {
                     _ => { if i < data.len() { data.remove(i); } }
                 }
             }
-            peer_id_parse(&data, Instant::now());
-            public_key_parse(&data, Instant::now());
-            identify_decode(&data, Instant::now());
+            peer_id_parse(&data, plait_testkit::start());
+            public_key_parse(&data, plait_testkit::start());
+            identify_decode(&data, plait_testkit::start());
         }
     }
 }

@@ -192,9 +192,9 @@ mod tests {
     proptest! {
         #[test]
         fn entry_points_never_panic(data in proptest::collection::vec(any::<u8>(), 0..2000)) {
-            super::yamux_session_client(&data, Instant::now());
-            super::yamux_session_server(&data, Instant::now());
-            super::yamux_pair_ops(&data, Instant::now());
+            super::yamux_session_client(&data, plait_testkit::start());
+            super::yamux_session_server(&data, plait_testkit::start());
+            super::yamux_pair_ops(&data, plait_testkit::start());
         }
     }
 
@@ -213,7 +213,7 @@ mod tests {
                 continue;
             };
             for e in dir.flatten() {
-                f(&std::fs::read(e.path()).unwrap(), Instant::now());
+                f(&std::fs::read(e.path()).unwrap(), plait_testkit::start());
             }
         }
     }

@@ -20,7 +20,7 @@ fn cfg() -> Config {
 }
 
 fn session(mode: Mode) -> (Session, Instant) {
-    let now = Instant::now();
+    let now = plait_testkit::start();
     (Session::new(mode, cfg(), now), now)
 }
 
@@ -360,7 +360,7 @@ fn oversized_unknown_frame_and_unknown_stream_ignored() {
 
 #[test]
 fn too_many_streams_rst() {
-    let now = Instant::now();
+    let now = plait_testkit::start();
     let mut s = Session::new(Mode::Server, cfg().with_max_streams(2), now);
     for id in [1u32, 3, 5] {
         feed(
@@ -394,7 +394,7 @@ fn too_many_streams_rst() {
 
 #[test]
 fn accept_backlog_limit() {
-    let now = Instant::now();
+    let now = plait_testkit::start();
     let mut s = Session::new(Mode::Server, cfg().with_max_streams(1000), now);
     let mut wire = Vec::new();
     for i in 0..=MAX_ACCEPT_BACKLOG as u32 {
@@ -445,7 +445,7 @@ fn ack_backlog_and_budget_limit_open() {
 
 #[test]
 fn pings_pongs_keepalive_timeout() {
-    let now = Instant::now();
+    let now = plait_testkit::start();
     let config = Config::default()
         .with_ping_interval(Some(Duration::from_secs(30)))
         .with_ping_timeout(Duration::from_secs(10));
@@ -691,7 +691,7 @@ struct Pair {
 
 impl Pair {
     fn new(config: Config) -> Self {
-        let now = Instant::now();
+        let now = plait_testkit::start();
         Self {
             c: Session::new(Mode::Client, config.clone(), now),
             s: Session::new(Mode::Server, config, now),
@@ -793,7 +793,7 @@ struct Model {
 
 impl Model {
     fn new(config: Config) -> Self {
-        let now = Instant::now();
+        let now = plait_testkit::start();
         Self {
             sess: [
                 Session::new(Mode::Client, config.clone(), now),

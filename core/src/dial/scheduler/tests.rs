@@ -30,7 +30,7 @@ struct H {
 
 impl H {
     fn new(config: Config) -> Self {
-        let t0 = Instant::now();
+        let t0 = plait_testkit::start();
         let check = Checker::new(config.per_peer_limit, config.fd_limit);
         Self {
             s: DialScheduler::new(config),
