@@ -243,10 +243,7 @@ async fn run_connection<R: Runtime>(
                 match read {
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                         read_open = false;
-                        let mut inner = shared.lock();
-                        let now = rt.now();
-                        inner.swarm.handle_closed(now, id);
-                        inner.pump(&shared);
+                        report_closed(&shared, &rt, id);
                     }
                     Poll::Ready(Ok(_)) => {
                         feed_input(&shared, &rt, id, &mut input);
@@ -286,10 +283,7 @@ async fn run_connection<R: Runtime>(
                     Err(e) => {
                         tracing::warn!(?id, %e, "sealing failed; closing the connection");
                         read_open = false;
-                        let mut inner = shared.lock();
-                        let now = rt.now();
-                        inner.swarm.handle_closed(now, id);
-                        inner.pump(&shared);
+                        report_closed(&shared, &rt, id);
                     }
                 }
             }
@@ -298,10 +292,7 @@ async fn run_connection<R: Runtime>(
                     Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                         output.clear();
                         read_open = false;
-                        let mut inner = shared.lock();
-                        let now = rt.now();
-                        inner.swarm.handle_closed(now, id);
-                        inner.pump(&shared);
+                        report_closed(&shared, &rt, id);
                         break;
                     }
                     Poll::Ready(Ok(n)) => {
@@ -359,6 +350,15 @@ async fn run_connection<R: Runtime>(
         }
     })
     .await;
+}
+
+/// Tells the swarm the connection's socket is gone (end of file, an I/O error, or a transmit
+/// that could not be sealed).
+fn report_closed<R: Runtime>(shared: &Arc<Shared<R>>, rt: &R, id: ConnectionId) {
+    let mut inner = shared.lock();
+    let now = rt.now();
+    inner.swarm.handle_closed(now, id);
+    inner.pump(shared);
 }
 
 /// Hands received bytes to the swarm. Large batches of Noise frames are decrypted between two

@@ -94,24 +94,16 @@ impl Unsealed {
     /// Fails with [`Error::InvalidFrameStart`] if `buf` does not hold the batch's frames;
     /// the buffer must then be discarded, and the connection closed (its nonces are spent).
     pub fn seal(self, buf: &mut [u8]) -> Result<(), Error> {
-        let mut at = self.start;
-        for i in 0..self.frames {
-            let frame_len = buf.get(at..).and_then(frame_len);
-            let Some(len) = frame_len.filter(|l| *l >= TAG_LEN) else {
-                return Err(Error::InvalidFrameStart);
-            };
-            let Some(frame) = buf.get_mut(at + 2..at + 2 + len) else {
-                return Err(Error::InvalidFrameStart);
-            };
-            let (body, tag_room) = frame.split_at_mut(len - TAG_LEN);
+        let end = for_each_frame(buf, self.start, self.frames, |i, frame| {
+            let (body, tag_room) = frame.split_at_mut(frame.len() - TAG_LEN);
             let tag = self
                 .key
                 .seal_in_place_separate_tag(nonce(self.first_nonce + i), Aad::empty(), body)
                 .map_err(|_| Error::Failed)?;
             tag_room.copy_from_slice(tag.as_ref());
-            at += 2 + len;
-        }
-        if at == self.end {
+            Ok(())
+        })?;
+        if end == self.end {
             Ok(())
         } else {
             Err(Error::InvalidFrameStart)
@@ -152,22 +144,12 @@ impl Unopened {
     /// Decrypts and authenticates the frames in place. [`Error::Decrypt`] if any frame fails
     /// authentication: the connection must then be closed.
     pub fn open(mut self) -> Result<Opened, Error> {
-        let mut at = 0usize;
-        for i in 0..self.count {
-            let len = self
-                .frames
-                .get(at..)
-                .and_then(frame_len)
-                .ok_or(Error::InvalidFrameStart)?;
-            let frame = self
-                .frames
-                .get_mut(at + 2..at + 2 + len)
-                .ok_or(Error::InvalidFrameStart)?;
+        for_each_frame(&mut self.frames, 0, self.count, |i, frame| {
             self.key
                 .open_in_place(nonce(self.first_nonce + i), Aad::empty(), frame)
-                .map_err(|_| Error::Decrypt)?;
-            at += 2 + len;
-        }
+                .map(|_| ())
+                .map_err(|_| Error::Decrypt)
+        })?;
         Ok(Opened {
             frames: self.frames,
             end_nonce: self.first_nonce + self.count,
@@ -198,6 +180,28 @@ impl Opened {
         self.frames.advance(TAG_LEN);
         Some(plain)
     }
+}
+
+/// Calls `f(i, body ‖ tag)` for each of the `count` `len ‖ body ‖ tag` frames laid out in
+/// `buf` from `start`; returns where the last one ends. [`Error::InvalidFrameStart`] if `buf`
+/// does not hold that many frames (or one is shorter than a tag).
+fn for_each_frame(
+    buf: &mut [u8],
+    start: usize,
+    count: u64,
+    mut f: impl FnMut(u64, &mut [u8]) -> Result<(), Error>,
+) -> Result<usize, Error> {
+    let mut at = start;
+    for i in 0..count {
+        let len = buf.get(at..).and_then(frame_len).filter(|l| *l >= TAG_LEN);
+        let frame = len.and_then(|len| buf.get_mut(at + 2..at + 2 + len));
+        let Some(frame) = frame else {
+            return Err(Error::InvalidFrameStart);
+        };
+        at += 2 + frame.len();
+        f(i, frame)?;
+    }
+    Ok(at)
 }
 
 fn nonce(counter: u64) -> Nonce {
