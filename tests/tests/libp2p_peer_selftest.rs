@@ -232,9 +232,17 @@ async fn plaintext_and_mismatch() {
         insecure: true,
         ..PeerConfig::default()
     };
-    let (a, b) = pair(insecure(), insecure()).await;
+    let b = Libp2pPeer::spawn(insecure()).await;
+    let a = Libp2pPeer::spawn(insecure()).await;
+    let mut events = a.subscribe();
+    within(a.dial(b.listen_addr())).await.unwrap();
     let reply = within(a.echo(b.peer_id(), None, b"plain\n")).await.unwrap();
     assert_eq!(reply, b"plain\n");
+    // The on-demand ping goes after the automatic one: a rust-libp2p responder keeps one
+    // inbound ping stream per connection and drops the older, so an automatic ping delayed
+    // past ours (a loaded machine) would reset ours (seen once in CI).
+    within(async { while !matches!(events.recv().await.unwrap(), PeerEvent::Ping { .. }) {} })
+        .await;
     within(a.ping(b.peer_id())).await.unwrap();
 
     // Noise against plaintext: no common security protocol.
