@@ -99,6 +99,15 @@ pub enum Event {
         /// The agreed protocol.
         protocol: Protocol,
     },
+    /// The remote proposed, on an inbound stream, a protocol that is not an exact id of the
+    /// connection's [`ProtocolSet`], whose owner decides on other ids: answer with
+    /// [`Connection::answer_protocol_query`]. The stream waits (reading nothing more) until then.
+    ProtocolQuery {
+        /// The stream.
+        id: StreamId,
+        /// The proposed protocol.
+        protocol: Protocol,
+    },
     /// An outbound stream's protocol was confirmed by the remote.
     OutboundStreamAgreed {
         /// The stream.
@@ -164,6 +173,8 @@ struct StreamState {
     buffer: BytesMut,
     /// The end of the stream was read during negotiation: reads end after `buffer`.
     eof: bool,
+    /// A [`Event::ProtocolQuery`] was reported and not answered yet.
+    asked: bool,
 }
 
 impl StreamState {
@@ -172,6 +183,7 @@ impl StreamState {
             negotiation,
             buffer: BytesMut::new(),
             eof: false,
+            asked: false,
         }
     }
 
@@ -570,6 +582,34 @@ impl Connection {
         Ok(stream.reset()?)
     }
 
+    /// Answers the [`Event::ProtocolQuery`] of inbound stream `id`: agree on the proposed
+    /// protocol, or refuse it (`na`; the remote may propose another). A stream whose remote
+    /// has been refused too often is reset.
+    pub fn answer_protocol_query(&mut self, id: StreamId, accept: bool) -> Result<(), Error> {
+        let State::Live(live) = &mut self.state else {
+            return Err(Error::NotEstablished);
+        };
+        let state = live.streams.get_mut(&id).ok_or(Error::UnknownStream(id))?;
+        let Negotiation::Inbound(listener) = &mut state.negotiation else {
+            return Err(multistream::Error::NoQuery.into());
+        };
+        let answered = listener.answer(accept);
+        state.asked = false;
+        match answered {
+            Ok(()) => negotiate(live, id, &mut self.events),
+            Err(multistream::Error::NoQuery) => return Err(multistream::Error::NoQuery.into()),
+            Err(error) => {
+                tracing::debug!(?id, %error, "inbound stream negotiation failed");
+                live.streams.remove(&id);
+                if let Some(stream) = live.session.stream(id) {
+                    let _ = stream.reset();
+                }
+            }
+        }
+        self.process_session_events();
+        Ok(())
+    }
+
     fn live(&mut self) -> Result<&mut Live, Error> {
         match &mut self.state {
             State::Live(live) => Ok(live),
@@ -693,18 +733,20 @@ impl Connection {
         self.events.push_back(Event::Closed { error: Some(error) });
     }
 
-    /// Bytes this connection buffers: decrypted input not yet parsed, encrypted output not yet
-    /// handed out, yamux receive and send buffers and stream negotiation buffers (a memory
-    /// metric; the upgrade's handshake buffers are bounded by the handshake limits).
+    /// Bytes this connection buffers: while upgrading, the upgrade's pending output and
+    /// decrypted input (at most [`upgrade::MAX_BUFFERED`]); once established, decrypted input
+    /// not yet parsed, encrypted output not yet handed out, yamux receive and send buffers and
+    /// stream negotiation buffers. A memory metric.
     pub fn buffered_bytes(&self) -> u64 {
         match &self.state {
+            State::Upgrading(upgrade) => upgrade.buffered_bytes() as u64,
             State::Live(live) => {
                 let negotiation: usize = live.streams.values().map(|s| s.buffer.len()).sum();
                 (live.plain_in.len() + live.raw_out.len() + negotiation) as u64
                     + live.session.recv_buffered()
                     + live.session.send_buffered()
             }
-            _ => 0,
+            State::Closed => 0,
         }
     }
 
@@ -783,6 +825,7 @@ fn negotiate(live: &mut Live, id: StreamId, events: &mut VecDeque<Event>) {
     // What negotiation answers (an echo, `na`, the next proposal after `na`) goes out on the
     // stream before anything else.
     let mut reply = BytesMut::new();
+    let mut query = None;
     let outcome = match &mut state.negotiation {
         Negotiation::Outbound(dialer) => {
             let status = dialer.handle_input(&mut state.buffer);
@@ -798,12 +841,23 @@ fn negotiate(live: &mut Live, id: StreamId, events: &mut VecDeque<Event>) {
             status.map(|s| match s {
                 ListenerStatus::Agreed(protocol) => Some((protocol, true)),
                 ListenerStatus::InProgress => None,
+                ListenerStatus::Query(protocol) => {
+                    query = Some(protocol);
+                    None
+                }
             })
         }
         Negotiation::Done => return,
     };
     if !reply.is_empty() {
         let _ = stream.write_bytes(reply.freeze());
+    }
+    if let Some(protocol) = query {
+        // Waiting for the owner's answer, however much more the remote sent.
+        if !std::mem::replace(&mut state.asked, true) {
+            events.push_back(Event::ProtocolQuery { id, protocol });
+        }
+        return;
     }
     match outcome {
         Ok(Some((protocol, inbound))) => {

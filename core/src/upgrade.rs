@@ -36,6 +36,23 @@ pub const YAMUX: Protocol = Protocol::from_static("/yamux/1.0.0");
 /// configured otherwise (go-libp2p's accept timeout).
 pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(15);
 
+/// Raw bytes an upgrade queues for the socket before it stops consuming input: a peer that
+/// makes us answer without reading the answers is held by back-pressure (its bytes stay in
+/// the caller's input buffer) until it reads or the upgrade times out. A real upgrade queues a
+/// few hundred bytes at a time.
+pub const MAX_PENDING_OUTPUT: usize = 16 * 1024;
+
+/// Decrypted bytes an upgrade holds before it stops decrypting: what a peer sent inside the
+/// secure channel before the muxer was agreed.
+pub const MAX_PENDING_INPUT: usize = 16 * 1024;
+
+/// The most an upgrade ever holds ([`Upgrade::buffered_bytes`]), whatever the peer sends and
+/// however rarely the caller drains it: both bounds above, plus what the one step that crosses
+/// a bound can add (a Noise message of at most [`noise::MAX_FRAME_LEN`] bytes and its length
+/// prefix, on each side).
+pub const MAX_BUFFERED: usize =
+    MAX_PENDING_OUTPUT + MAX_PENDING_INPUT + 2 * (noise::MAX_FRAME_LEN + 2);
+
 /// Which security protocol connections use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Security {
@@ -152,38 +169,10 @@ pub(crate) enum Channel {
 }
 
 impl Channel {
-    /// Moves the plaintext of every complete frame in `raw` to the end of `plain`. A frame that
-    /// arrives while `plain` is empty is taken over without copying.
-    pub(crate) fn decrypt(
-        &mut self,
-        raw: &mut BytesMut,
-        plain: &mut BytesMut,
-    ) -> Result<(), Error> {
-        match self {
-            Self::Plaintext => {
-                if plain.is_empty() {
-                    *plain = raw.split();
-                } else {
-                    plain.extend_from_slice(raw);
-                    raw.clear();
-                }
-            }
-            Self::Noise(transport) => {
-                while let Some(frame) = transport.decrypt(raw)? {
-                    if plain.is_empty() {
-                        *plain = frame;
-                    } else {
-                        plain.extend_from_slice(&frame);
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Like [`Channel::decrypt`], but moves at most one frame; returns whether it moved
-    /// anything. Feeding the layer above after each frame keeps `plain` empty whenever the
-    /// frames hold whole muxer frames (ours do), so no frame is ever copied.
+    /// Moves the plaintext of the first complete frame in `raw` (all of `raw` on a plaintext
+    /// channel) to the end of `plain`; returns whether it moved anything. A frame that arrives
+    /// while `plain` is empty is taken over without copying, and feeding the layer above after
+    /// each frame keeps `plain` empty whenever the frames hold whole muxer frames (ours do).
     pub(crate) fn decrypt_one(
         &mut self,
         raw: &mut BytesMut,
@@ -191,9 +180,16 @@ impl Channel {
     ) -> Result<bool, Error> {
         match self {
             Self::Plaintext => {
-                let any = !raw.is_empty();
-                self.decrypt(raw, plain)?;
-                Ok(any)
+                if raw.is_empty() {
+                    return Ok(false);
+                }
+                if plain.is_empty() {
+                    *plain = raw.split();
+                } else {
+                    plain.extend_from_slice(raw);
+                    raw.clear();
+                }
+                Ok(true)
             }
             Self::Noise(transport) => match transport.decrypt(raw)? {
                 Some(frame) => {
@@ -280,8 +276,8 @@ enum Stage {
     Muxer {
         channel: Channel,
         remote: Remote,
-        dialer: Option<Dialer>,
-        listener: Option<Listener>,
+        dialer: Option<Box<Dialer>>,
+        listener: Option<Box<Listener>>,
     },
     /// Done; `Upgrade::into_parts` hands the channel on.
     Done { channel: Channel, remote: Remote },
@@ -404,6 +400,10 @@ impl Upgrade {
         config: &UpgradeConfig,
     ) -> Result<UpgradeStatus, Error> {
         loop {
+            if self.out.len() >= MAX_PENDING_OUTPUT {
+                // Back-pressure: the peer must read our answers before we read on.
+                return Ok(UpgradeStatus::InProgress);
+            }
             match &mut self.stage {
                 Stage::SecurityDialer { multistream, .. } => {
                     if let DialerStatus::InProgress = multistream.handle_input(input)? {
@@ -441,13 +441,9 @@ impl Upgrade {
                     if !finished {
                         return Ok(UpgradeStatus::InProgress);
                     }
+                    // What followed the last handshake message is secure-channel data, left in
+                    // `input` for the next stage.
                     self.finish_handshake()?;
-                    // What followed the last handshake message is secure-channel data.
-                    if let Stage::Muxer { channel, .. } | Stage::Done { channel, .. } =
-                        &mut self.stage
-                    {
-                        channel.decrypt(input, &mut self.plain_in)?;
-                    }
                 }
                 Stage::Muxer {
                     channel,
@@ -455,7 +451,6 @@ impl Upgrade {
                     listener,
                     ..
                 } => {
-                    channel.decrypt(input, &mut self.plain_in)?;
                     let agreed = match (dialer, listener) {
                         (Some(d), _) => {
                             d.handle_input(&mut self.plain_in)? != DialerStatus::InProgress
@@ -471,12 +466,18 @@ impl Upgrade {
                                     n
                                 })?;
                             }
-                            status != ListenerStatus::InProgress
+                            matches!(status, ListenerStatus::Agreed(_))
                         }
                         (None, None) => true,
                     };
                     if !agreed {
-                        return Ok(UpgradeStatus::InProgress);
+                        // One more frame of plaintext, within the bound on what we hold.
+                        if self.plain_in.len() >= MAX_PENDING_INPUT
+                            || !channel.decrypt_one(input, &mut self.plain_in)?
+                        {
+                            return Ok(UpgradeStatus::InProgress);
+                        }
+                        continue;
                     }
                     let Stage::Muxer {
                         channel, remote, ..
@@ -487,10 +488,8 @@ impl Upgrade {
                     };
                     self.stage = Stage::Done { channel, remote };
                 }
-                Stage::Done { channel, .. } => {
-                    channel.decrypt(input, &mut self.plain_in)?;
-                    return Ok(UpgradeStatus::Done);
-                }
+                // The rest of `input` is the muxer's, read by the established connection.
+                Stage::Done { .. } => return Ok(UpgradeStatus::Done),
                 Stage::Gone => return Ok(UpgradeStatus::InProgress),
             }
         }
@@ -556,14 +555,14 @@ impl Upgrade {
                         out.extend_from_slice(&proposal.split());
                         n
                     })?;
-                    (Some(d), None)
+                    (Some(Box::new(d)), None)
                 }
                 Role::Listener => (
                     None,
-                    Some(Listener::new(
+                    Some(Box::new(Listener::new(
                         Arc::new(ProtocolSet::from_protocols([YAMUX])),
                         ListenerConfig::default(),
-                    )),
+                    ))),
                 ),
             };
             Stage::Muxer {
@@ -609,8 +608,16 @@ impl Upgrade {
     }
 
     /// Appends raw bytes to send to `out`; returns how many, or `None` if there are none.
+    /// After the upgrade stopped for back-pressure (see [`MAX_PENDING_OUTPUT`]), feed the
+    /// input it left again once its output is drained.
     pub fn poll_transmit(&mut self, out: &mut BytesMut) -> Option<usize> {
         crate::buffer::drain_into(&mut self.out, out)
+    }
+
+    /// Bytes the upgrade holds: output not yet polled and decrypted input not yet consumed.
+    /// Never more than [`MAX_BUFFERED`].
+    pub fn buffered_bytes(&self) -> usize {
+        self.out.len() + self.plain_in.len()
     }
 
     /// How far the upgrade got: 0 agreeing on security, 1 in the security handshake, 2 agreeing
@@ -669,7 +676,7 @@ impl Upgrade {
                 remote,
                 plain_in: self.plain_in,
                 raw_out: self.out,
-                pending_muxer: Some(dialer),
+                pending_muxer: Some(*dialer),
             }),
             _ => None,
         }
@@ -687,3 +694,6 @@ pub(crate) struct Established {
     /// The lazy muxer proposal whose echo is still to be read from `plain_in`.
     pub(crate) pending_muxer: Option<Dialer>,
 }
+
+#[cfg(test)]
+mod tests;

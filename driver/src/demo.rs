@@ -13,7 +13,7 @@ use plait_core::identity::keypair_from_seed;
 use plait_core::multiaddr::{split_p2p, Multiaddr};
 use plait_core::upgrade::Security;
 
-use crate::{Error, Host, HostConfig, Runtime, Stream};
+use crate::{Error, Host, HostConfig, HostEvent, Runtime, Stream};
 
 /// The echo protocol id.
 pub const ECHO: &str = "/echo/1.0.0";
@@ -144,8 +144,18 @@ pub async fn run<R: Runtime>(runtime: R, args: EchoArgs) -> Result<(), Error> {
                 println!("Now run \"echo -d {addr}\" on a different terminal");
             }
             println!("listening for connections");
-            std::future::pending::<()>().await;
-            Ok(())
+            loop {
+                if let HostEvent::AcceptFailed {
+                    addr,
+                    error,
+                    os_error,
+                    retry_in,
+                } = host.next_event().await
+                {
+                    let error = os_error.map_or(error.into(), std::io::Error::from_raw_os_error);
+                    eprintln!("accepting on {addr} failed: {error}; retrying in {retry_in:?}");
+                }
+            }
         }
         (None, Some(addr)) => {
             let host = Host::new(runtime, args.config(1))?;

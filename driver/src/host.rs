@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::poll_fn;
+use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
@@ -98,13 +99,53 @@ pub enum HostEvent {
         /// Why.
         error: String,
     },
+    /// Accepting on a listener failed (e.g. the process ran out of file descriptors). The
+    /// listener keeps going: it retries after `retry_in`, which doubles on each failure in a
+    /// row (5 ms up to 1 s).
+    AcceptFailed {
+        /// The listen address.
+        addr: Multiaddr,
+        /// The kind of OS error.
+        error: std::io::ErrorKind,
+        /// The OS error number (EMFILE, ENFILE, ENOBUFS, ...), when there is one.
+        os_error: Option<i32>,
+        /// When the listener tries again.
+        retry_in: Duration,
+    },
 }
 
 type Handler<R> = Arc<dyn Fn(Stream<R>) + Send + Sync>;
 
+/// User code to run once the host lock is released (see [`Guard`]).
+type Deferred = Box<dyn FnOnce() + Send>;
+
+#[derive(Clone)]
 enum Matcher {
     Exact(Protocol),
     Predicate(Arc<dyn Fn(&str) -> bool + Send + Sync>),
+}
+
+impl Matcher {
+    fn matches(&self, protocol: &str) -> bool {
+        match self {
+            Self::Exact(p) => p.as_str() == protocol,
+            Self::Predicate(f) => f(protocol),
+        }
+    }
+}
+
+/// The stream handlers, newest last. Shared with the deferred calls that run them, and
+/// copied on write.
+type Handlers<R> = Arc<Vec<(Matcher, Handler<R>)>>;
+
+/// The handler of `protocol`: the newest whose matcher accepts it. Runs user code (matchers):
+/// never call it with the host lock held.
+fn find_handler<R: Runtime>(handlers: &Handlers<R>, protocol: &str) -> Option<Handler<R>> {
+    handlers
+        .iter()
+        .rev()
+        .find(|(m, _)| m.matches(protocol))
+        .map(|(_, h)| h.clone())
 }
 
 /// An answer some task waits for.
@@ -150,7 +191,9 @@ pub(crate) struct Inner<R: Runtime> {
     /// `new_stream` calls waiting for the peer to acknowledge earlier streams (yamux's ack
     /// backlog); woken when a connection receives input or ends.
     backlog_wakers: Vec<Waker>,
-    handlers: Vec<(Matcher, Handler<R>)>,
+    handlers: Handlers<R>,
+    /// Handlers and matchers to call once the lock is released (by [`Guard`]'s drop).
+    deferred: Vec<Deferred>,
     streams: HashMap<StreamRequestId, Waiter<Result<Stream<R>, Error>>>,
     dials: HashMap<ConnectionId, Waiter<Result<PeerId, Error>>>,
     listens: HashMap<ListenerId, Waiter<Result<Multiaddr, Error>>>,
@@ -170,8 +213,47 @@ pub(crate) struct Shared<R: Runtime> {
 }
 
 impl<R: Runtime> Shared<R> {
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner<R>> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    /// Takes the host lock. User code that the work done under it calls for (stream handlers,
+    /// protocol matchers) runs when the guard is dropped, after the lock is released.
+    pub(crate) fn lock(&self) -> Guard<'_, R> {
+        Guard(Some(self.inner.lock().unwrap_or_else(|e| e.into_inner())))
+    }
+}
+
+/// The host lock, held. Dropping it releases the lock, then runs the calls into user code
+/// queued while it was held, so a handler may call any [`Host`] method or drop its stream.
+pub(crate) struct Guard<'a, R: Runtime>(Option<MutexGuard<'a, Inner<R>>>);
+
+impl<R: Runtime> Deref for Guard<'_, R> {
+    type Target = Inner<R>;
+    fn deref(&self) -> &Inner<R> {
+        self.0
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("held until dropped"))
+    }
+}
+
+impl<R: Runtime> DerefMut for Guard<'_, R> {
+    fn deref_mut(&mut self) -> &mut Inner<R> {
+        self.0
+            .as_deref_mut()
+            .unwrap_or_else(|| unreachable!("held until dropped"))
+    }
+}
+
+impl<R: Runtime> Drop for Guard<'_, R> {
+    fn drop(&mut self) {
+        let Some(mut inner) = self.0.take() else {
+            return;
+        };
+        let deferred = std::mem::take(&mut inner.deferred);
+        drop(inner);
+        if std::thread::panicking() {
+            return;
+        }
+        for call in deferred {
+            call();
+        }
     }
 }
 
@@ -256,17 +338,28 @@ impl<R: Runtime> Inner<R> {
                 stream,
                 protocol,
             } => {
-                let handler = self.handlers.iter().rev().find_map(|(m, h)| match m {
-                    Matcher::Exact(p) if *p == protocol => Some(h.clone()),
-                    Matcher::Predicate(f) if f(protocol.as_str()) => Some(h.clone()),
-                    _ => None,
-                });
-                match handler {
-                    Some(handler) => handler(Stream::new(shared.clone(), stream, peer, protocol)),
-                    None => {
-                        let _ = self.swarm.reset(stream);
+                let handlers = self.handlers.clone();
+                let stream = Stream::new(shared.clone(), stream, peer, protocol);
+                self.deferred.push(Box::new(move || {
+                    match find_handler(&handlers, stream.protocol().as_str()) {
+                        Some(handler) => handler(stream),
+                        None => stream.reset(),
                     }
-                }
+                }));
+            }
+            Event::ProtocolQuery {
+                stream, protocol, ..
+            } => {
+                let handlers = self.handlers.clone();
+                let shared = shared.clone();
+                self.deferred.push(Box::new(move || {
+                    let accept = find_handler(&handlers, protocol.as_str()).is_some();
+                    let mut inner = shared.lock();
+                    let now = inner.runtime.now();
+                    // The stream or its connection may be gone by now: nothing to answer then.
+                    let _ = inner.swarm.answer_protocol_query(now, stream, accept);
+                    inner.pump(&shared);
+                }));
             }
             Event::StreamOpened {
                 request,
@@ -368,7 +461,7 @@ impl<R: Runtime> Inner<R> {
         self.wake_connection(s.connection);
     }
 
-    fn push_event(&mut self, event: HostEvent) {
+    pub(crate) fn push_event(&mut self, event: HostEvent) {
         if self.events.len() >= MAX_QUEUED_EVENTS {
             self.events.pop_front();
         }
@@ -486,7 +579,8 @@ impl<R: Runtime> Host<R> {
                 closed_listeners: HashSet::new(),
                 listener_wakers: HashMap::new(),
                 backlog_wakers: Vec::new(),
-                handlers: Vec::new(),
+                handlers: Arc::new(Vec::new()),
+                deferred: Vec::new(),
                 streams: HashMap::new(),
                 dials: HashMap::new(),
                 listens: HashMap::new(),
@@ -642,6 +736,8 @@ impl<R: Runtime> Host<R> {
 
     /// Serves inbound streams that negotiate `protocol` with `handler` (which typically
     /// spawns a task). A later handler for the same protocol replaces the earlier one.
+    /// Handlers run outside the host's lock: they may call any method of the host, and may
+    /// drop the stream.
     pub fn set_stream_handler(
         &self,
         protocol: &str,
@@ -650,25 +746,21 @@ impl<R: Runtime> Host<R> {
         let protocol = Protocol::try_from(protocol)?;
         let mut inner = self.shared.lock();
         inner.swarm.add_protocol(protocol.clone());
-        inner
-            .handlers
-            .push((Matcher::Exact(protocol), Arc::new(handler)));
+        Arc::make_mut(&mut inner.handlers).push((Matcher::Exact(protocol), Arc::new(handler)));
         Ok(())
     }
 
-    /// Serves inbound streams whose proposed protocol satisfies `matcher`.
+    /// Serves inbound streams whose proposed protocol satisfies `matcher` (go-libp2p's
+    /// `SetStreamHandlerMatch`). Matchers, like handlers, run outside the host's lock.
     pub fn set_stream_handler_match(
         &self,
         matcher: impl Fn(&str) -> bool + Send + Sync + 'static,
         handler: impl Fn(Stream<R>) + Send + Sync + 'static,
     ) {
-        let matcher: Arc<dyn Fn(&str) -> bool + Send + Sync> = Arc::new(matcher);
         let mut inner = self.shared.lock();
-        let m = matcher.clone();
-        inner.swarm.add_protocol_matcher(move |p| m(p));
-        inner
-            .handlers
-            .push((Matcher::Predicate(matcher), Arc::new(handler)));
+        inner.swarm.set_ask_about_other_protocols(true);
+        Arc::make_mut(&mut inner.handlers)
+            .push((Matcher::Predicate(Arc::new(matcher)), Arc::new(handler)));
     }
 
     /// The next connection or listener event.
@@ -696,9 +788,11 @@ impl<R: Runtime> Host<R> {
         self.shared.lock().swarm.num_streams()
     }
 
-    /// Bytes the host buffers for its connections: the swarm's (decrypted input, encrypted
-    /// output, yamux receive and send buffers, negotiation buffers) plus the connection
-    /// tasks' socket buffers. A memory metric for tests and monitoring.
+    /// Bytes the host buffers for its connections: the swarm's (upgrades' pending output and
+    /// decrypted input, decrypted input, encrypted output, yamux receive and send buffers,
+    /// negotiation buffers) plus the connection tasks' socket buffers. A memory metric for
+    /// tests and monitoring; an upgrading connection holds at most
+    /// [`MAX_UPGRADE_BUFFERED`](crate::MAX_UPGRADE_BUFFERED).
     pub fn buffered_bytes(&self) -> u64 {
         let swarm = self.shared.lock().swarm.buffered_bytes();
         swarm + self.shared.io_buffered.load(Ordering::Relaxed) as u64

@@ -13,7 +13,7 @@ use plait_core::multiaddr::Multiaddr;
 use plait_core::swarm::{ConnectionId, ListenerId};
 
 use crate::addr::{multiaddr_to_socket, socket_to_multiaddr, Target};
-use crate::host::Shared;
+use crate::host::{HostEvent, Shared};
 use crate::{BoxFuture, Runtime};
 
 /// Bytes read from a socket per read call.
@@ -22,6 +22,22 @@ const READ_CHUNK: usize = 64 * 1024;
 /// (the core consumes everything within its windows, so this is only reached by a peer
 /// sending beyond them).
 const MAX_UNCONSUMED_INPUT: usize = 1024 * 1024;
+/// While a connection is upgrading the task stops reading at this many unconsumed bytes: an
+/// honest peer never has more than one handshake message (at most 64 KiB) waiting, and the
+/// upgrade leaves input unconsumed only while it waits for the peer to read its answers
+/// (`plait_core::upgrade::MAX_PENDING_OUTPUT`).
+const MAX_UPGRADE_INPUT: usize = 128 * 1024;
+/// The most a connection holds while it upgrades, counted in [`Host::buffered_bytes`]: the
+/// task's unconsumed input (128 KiB, plus one read at most), the upgrade's own
+/// buffers, and one batch of its output waiting for the socket.
+///
+/// [`Host::buffered_bytes`]: crate::Host::buffered_bytes
+pub const MAX_UPGRADE_BUFFERED: usize =
+    MAX_UPGRADE_INPUT + READ_CHUNK + 2 * plait_core::upgrade::MAX_BUFFERED;
+/// The first pause after a failed `accept`; it doubles with each failure in a row.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+/// The longest pause between two `accept` attempts after failures (go's `net/http` too).
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How long a closing connection may take to flush its last bytes before the socket is closed
 /// anyway: a peer that stops reading must not keep a socket (and its buffers) forever.
 const CLOSE_LINGER: Duration = Duration::from_secs(2);
@@ -93,28 +109,33 @@ pub(crate) fn spawn_listener<R: Runtime>(
             inner.pump(&shared);
         }
         let socket = Arc::new(socket);
+        let mut backoff = AcceptBackoff::default();
         loop {
             let mut accept = rt.accept(socket.clone());
             // Registered under the lock that `close`/shutdown take, so the task wakes and
             // ends (dropping the socket) when the listener or the host closes.
-            let accepted = poll_fn(|cx| {
-                let mut inner = shared.lock();
-                if inner.shut_down || inner.closed_listeners.remove(&listener) {
-                    inner.listener_wakers.remove(&listener);
-                    return Poll::Ready(None);
-                }
-                inner.listener_wakers.insert(listener, cx.waker().clone());
-                drop(inner);
-                accept.as_mut().poll(cx).map(Some)
-            })
-            .await;
-            let Some(result) = accepted else {
+            let Some(result) = until_closed(&shared, listener, &mut accept).await else {
                 return;
             };
             let (tcp, remote) = match result {
-                Ok(x) => x,
+                Ok(x) => {
+                    backoff.succeeded();
+                    x
+                }
                 Err(e) => {
-                    tracing::debug!(%e, "accept failed");
+                    // Out of descriptors (or memory): retrying at once would only spin.
+                    let retry_in = backoff.failed();
+                    tracing::warn!(%e, ?retry_in, addr = %local, "accept failed");
+                    shared.lock().push_event(HostEvent::AcceptFailed {
+                        addr: local.clone(),
+                        error: e.kind(),
+                        os_error: e.raw_os_error(),
+                        retry_in,
+                    });
+                    let mut pause = rt.sleep_until(rt.now() + retry_in);
+                    if until_closed(&shared, listener, &mut pause).await.is_none() {
+                        return;
+                    }
                     continue;
                 }
             };
@@ -137,6 +158,47 @@ pub(crate) fn spawn_listener<R: Runtime>(
             yield_now().await;
         }
     }));
+}
+
+/// Polls `fut` until it completes (`Some`) or the listener or the host closes (`None`). The
+/// waker is registered under the lock that closing takes, so no close is missed.
+async fn until_closed<R: Runtime, T>(
+    shared: &Arc<Shared<R>>,
+    listener: ListenerId,
+    fut: &mut BoxFuture<'static, T>,
+) -> Option<T> {
+    poll_fn(|cx| {
+        let mut inner = shared.lock();
+        if inner.shut_down || inner.closed_listeners.remove(&listener) {
+            inner.listener_wakers.remove(&listener);
+            return Poll::Ready(None);
+        }
+        inner.listener_wakers.insert(listener, cx.waker().clone());
+        drop(inner);
+        fut.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
+
+/// The pause before the next `accept` after failures in a row: [`ACCEPT_BACKOFF_MIN`],
+/// doubling up to [`ACCEPT_BACKOFF_MAX`]; back to none after a success.
+#[derive(Debug, Default)]
+struct AcceptBackoff {
+    next: Option<Duration>,
+}
+
+impl AcceptBackoff {
+    /// An accept failed: how long to wait before the next.
+    fn failed(&mut self) -> Duration {
+        let delay = self.next.unwrap_or(ACCEPT_BACKOFF_MIN);
+        self.next = Some((delay * 2).min(ACCEPT_BACKOFF_MAX));
+        delay
+    }
+
+    /// An accept succeeded.
+    fn succeeded(&mut self) {
+        self.next = None;
+    }
 }
 
 /// Yields to the executor once.
@@ -217,12 +279,19 @@ async fn run_connection<R: Runtime>(
     let mut read_open = true;
     let mut metrics = SocketMetrics::new(&shared);
     let mut linger: Option<BoxFuture<'static, ()>> = None;
+    // Whether the connection may still be upgrading (refreshed with every transmit poll).
+    let mut upgrading = true;
     poll_fn(|cx| {
         let mut work = 0;
         loop {
             let mut progress = false;
             // Read.
-            if read_open && input.len() < MAX_UNCONSUMED_INPUT {
+            let max_input = if upgrading {
+                MAX_UPGRADE_INPUT
+            } else {
+                MAX_UNCONSUMED_INPUT
+            };
+            if read_open && input.len() < max_input {
                 // Read into this thread's scratch buffer and copy what arrived: no 64 KiB
                 // zero-fill per read, and no buffer kept by an idle connection.
                 let read = SCRATCH.with_borrow_mut(|scratch| {
@@ -261,6 +330,12 @@ async fn run_connection<R: Runtime>(
                 inner.conn_wakers.insert(id, cx.waker().clone());
                 let transmit = output.is_empty().then(|| {
                     let now = rt.now();
+                    upgrading = inner.swarm.connection_peer(id).is_none();
+                    if upgrading && !input.is_empty() {
+                        // An upgrade leaves input unconsumed while its answers wait for the
+                        // peer to read them: they were just sent, so it may read on.
+                        inner.swarm.handle_input(now, id, &mut input);
+                    }
                     let t =
                         inner
                             .swarm

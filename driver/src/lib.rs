@@ -9,7 +9,10 @@
 //! Shape (as quinn's driver): the swarm sits behind one mutex. Each TCP connection has a task
 //! that feeds the bytes it reads into the swarm and writes what the swarm transmits; one
 //! timer task calls `handle_timeout`; application [`Stream`]s read and write through the same
-//! mutex and wake the connection task when they queue data.
+//! mutex and wake the connection task when they queue data. User code never runs under the
+//! mutex: stream handlers and protocol matchers that the swarm's events call for are queued
+//! while it is held and called once it is released, so they may call any `Host` method and
+//! drop their streams.
 
 mod addr;
 pub mod demo;
@@ -26,6 +29,7 @@ use std::time::Instant;
 
 pub use addr::{multiaddr_to_socket, socket_to_multiaddr, Target};
 pub use host::{Host, HostConfig, HostEvent};
+pub use io::MAX_UPGRADE_BUFFERED;
 pub use plait_core;
 pub use stream::Stream;
 

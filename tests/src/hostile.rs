@@ -125,6 +125,13 @@ impl std::fmt::Display for Snapshot {
     }
 }
 
+/// The configuration of test hosts: a random identity and [`UPGRADE_TIMEOUT`].
+pub fn target_config() -> HostConfig {
+    let mut config = HostConfig::random();
+    config.upgrade_timeout = UPGRADE_TIMEOUT;
+    config
+}
+
 /// A listening host under attack, with an echo and a firehose service.
 pub struct Target<R: TestRuntime> {
     /// The runtime.
@@ -141,6 +148,8 @@ pub struct Target<R: TestRuntime> {
     pub firehose_written: Arc<AtomicU64>,
     /// The state before any attack.
     pub baseline: Snapshot,
+    /// The security protocol the host speaks.
+    pub security: plait_core::upgrade::Security,
 }
 
 impl<R: TestRuntime> Target<R> {
@@ -156,10 +165,16 @@ impl<R: TestRuntime> Target<R> {
 
     /// A host with `limits` and `upgrade_timeout`.
     pub fn with_config(limits: Limits, upgrade_timeout: Duration) -> Self {
-        let rt = R::get();
-        let mut config = HostConfig::random();
+        let mut config = target_config();
         config.limits = limits;
         config.upgrade_timeout = upgrade_timeout;
+        Self::with_host_config(config)
+    }
+
+    /// A host with `config` (see [`target_config`]).
+    pub fn with_host_config(config: HostConfig) -> Self {
+        let rt = R::get();
+        let security = config.security;
         let host = Host::new(rt.clone(), config).expect("host");
         let spawner = rt.clone();
         host.set_stream_handler(ECHO, move |mut stream| {
@@ -207,6 +222,7 @@ impl<R: TestRuntime> Target<R> {
             peer,
             firehose_written: written,
             baseline: Snapshot::default(),
+            security,
         };
         target.baseline = target.snapshot();
         target
@@ -244,7 +260,7 @@ impl<R: TestRuntime> Target<R> {
     /// stream and closes. Returns the round trip time.
     pub fn echo_check(&self) -> Duration {
         let start = Instant::now();
-        let mut config = HostConfig::random();
+        let mut config = HostConfig::random().with_security(self.security);
         config.upgrade_timeout = Duration::from_secs(5);
         let client = Host::new(self.rt.clone(), config).expect("client host");
         let payload: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
@@ -388,66 +404,116 @@ pub struct Frame {
     pub body: Bytes,
 }
 
-/// A peer that completed a real Noise XX handshake (negotiating yamux inside it) and then
-/// speaks hand-built yamux frames, or raw garbage, over a blocking socket.
+/// How a [`SecurePeer`] sets up its secure channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    /// Noise XX, agreeing on yamux inside the handshake (so yamux frames may follow at once).
+    NoiseEarlyMuxer,
+    /// Noise XX without early muxer negotiation: multistream inside the channel comes next.
+    Noise,
+    /// `/plaintext/2.0.0`: multistream in the clear comes next.
+    Plaintext,
+}
+
+/// A peer that completed a real security handshake and then speaks hand-built yamux frames,
+/// multistream messages, or raw garbage, over a blocking socket.
 pub struct SecurePeer {
     /// The socket.
     pub tcp: TcpStream,
-    transport: noise::Transport,
+    /// `None` on a plaintext channel.
+    transport: Option<noise::Transport>,
     raw: BytesMut,
     plain: BytesMut,
     /// Set once the host closed the socket.
     pub eof: bool,
 }
 
+/// Reads from `tcp` until `raw` holds at least `len` bytes.
+fn read_at_least(tcp: &mut TcpStream, raw: &mut BytesMut, len: usize) -> io::Result<()> {
+    let mut buf = [0u8; 4096];
+    while raw.len() < len {
+        let n = tcp.read(&mut buf)?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        raw.extend_from_slice(&buf[..n]);
+    }
+    Ok(())
+}
+
 impl SecurePeer {
     /// Connects and runs multistream + Noise with early yamux negotiation.
     pub fn connect(addr: SocketAddr) -> io::Result<Self> {
+        Self::connect_with(addr, Channel::NoiseEarlyMuxer)
+    }
+
+    /// Connects and sets up `channel`.
+    pub fn connect_with(addr: SocketAddr, channel: Channel) -> io::Result<Self> {
         let mut tcp = TcpStream::connect(addr)?;
         tcp.set_nodelay(true)?;
         tcp.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let seed: [u8; 32] = rand::random();
-        let config = noise::Config::new(Keypair::generate_ed25519(), seed)
-            .map_err(io::Error::other)?
-            .with_muxers(vec!["/yamux/1.0.0".into()]);
-        let mut hs = noise::Handshake::initiator(&config, None).map_err(io::Error::other)?;
+        let keypair = Keypair::generate_ed25519();
+        let protocol = match channel {
+            Channel::Plaintext => plait_core::plaintext::PROTOCOL,
+            Channel::Noise | Channel::NoiseEarlyMuxer => noise::PROTOCOL,
+        };
+        let proposal = ms_message(protocol);
         let mut out = BytesMut::new();
         out.extend_from_slice(MS_HEADER);
-        out.extend_from_slice(MS_NOISE);
-        hs.poll_transmit(&mut out);
-        tcp.write_all(&out)?;
+        out.extend_from_slice(&proposal);
+        let expect = [MS_HEADER, &proposal[..]].concat();
         let mut raw = BytesMut::new();
-        let mut buf = [0u8; 4096];
-        let expect = [MS_HEADER, MS_NOISE].concat();
-        while raw.len() < expect.len() {
-            let n = tcp.read(&mut buf)?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
+        let transport = if channel == Channel::Plaintext {
+            let config = plait_core::plaintext::Config::new(keypair.public());
+            let mut exchange = plait_core::plaintext::Plaintext::new(&config, None);
+            exchange.poll_transmit(&mut out);
+            tcp.write_all(&out)?;
+            read_at_least(&mut tcp, &mut raw, expect.len())?;
+            if raw[..expect.len()] != expect[..] {
+                return Err(io::Error::other("unexpected multistream answer"));
             }
-            raw.extend_from_slice(&buf[..n]);
-        }
-        if raw[..expect.len()] != expect[..] {
-            return Err(io::Error::other("unexpected multistream answer"));
-        }
-        raw.advance(expect.len());
-        loop {
-            hs.handle_input(&mut raw).map_err(io::Error::other)?;
-            if hs.is_finished() {
-                break;
+            raw.advance(expect.len());
+            loop {
+                exchange.handle_input(&mut raw).map_err(io::Error::other)?;
+                if exchange.is_finished() {
+                    break;
+                }
+                let len = raw.len() + 1;
+                read_at_least(&mut tcp, &mut raw, len)?;
             }
-            let n = tcp.read(&mut buf)?;
-            if n == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
+            None
+        } else {
+            let seed: [u8; 32] = rand::random();
+            let mut config = noise::Config::new(keypair, seed).map_err(io::Error::other)?;
+            if channel == Channel::NoiseEarlyMuxer {
+                config = config.with_muxers(vec!["/yamux/1.0.0".into()]);
             }
-            raw.extend_from_slice(&buf[..n]);
-        }
-        out.clear();
-        hs.poll_transmit(&mut out);
-        tcp.write_all(&out)?;
-        let (transport, outcome) = hs.into_transport().map_err(io::Error::other)?;
-        if outcome.muxer.as_deref() != Some("/yamux/1.0.0") {
-            return Err(io::Error::other("yamux not agreed early"));
-        }
+            let mut hs = noise::Handshake::initiator(&config, None).map_err(io::Error::other)?;
+            hs.poll_transmit(&mut out);
+            tcp.write_all(&out)?;
+            read_at_least(&mut tcp, &mut raw, expect.len())?;
+            if raw[..expect.len()] != expect[..] {
+                return Err(io::Error::other("unexpected multistream answer"));
+            }
+            raw.advance(expect.len());
+            loop {
+                hs.handle_input(&mut raw).map_err(io::Error::other)?;
+                if hs.is_finished() {
+                    break;
+                }
+                let len = raw.len() + 1;
+                read_at_least(&mut tcp, &mut raw, len)?;
+            }
+            out.clear();
+            hs.poll_transmit(&mut out);
+            tcp.write_all(&out)?;
+            let (transport, outcome) = hs.into_transport().map_err(io::Error::other)?;
+            let early = outcome.muxer.as_deref() == Some("/yamux/1.0.0");
+            if early != (channel == Channel::NoiseEarlyMuxer) {
+                return Err(io::Error::other("unexpected early muxer outcome"));
+            }
+            Some(transport)
+        };
         tcp.set_read_timeout(Some(Duration::from_millis(20)))?;
         Ok(Self {
             tcp,
@@ -458,10 +524,13 @@ impl SecurePeer {
         })
     }
 
-    /// Encrypts `plain` and sends it.
+    /// Encrypts `plain` (if the channel is Noise) and sends it.
     pub fn send(&mut self, plain: &[u8]) -> io::Result<()> {
+        let Some(transport) = &mut self.transport else {
+            return self.tcp.write_all(plain);
+        };
         let mut out = BytesMut::new();
-        self.transport
+        transport
             .encrypt(plain, &mut out)
             .map_err(io::Error::other)?;
         self.tcp.write_all(&out)
@@ -493,8 +562,16 @@ impl SecurePeer {
                     ) => {}
                 Err(_) => self.eof = true,
             }
-            while let Ok(Some(p)) = self.transport.decrypt(&mut self.raw) {
-                self.plain.extend_from_slice(&p);
+            match &mut self.transport {
+                Some(transport) => {
+                    while let Ok(Some(p)) = transport.decrypt(&mut self.raw) {
+                        self.plain.extend_from_slice(&p);
+                    }
+                }
+                None => {
+                    let raw = self.raw.split();
+                    self.plain.extend_from_slice(&raw);
+                }
             }
             while self.plain.len() >= 12 {
                 let h = &self.plain[..12];
@@ -548,4 +625,100 @@ pub fn rss_kib() -> u64 {
         .ok()
         .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
         .map_or(0, |pages| pages * 4)
+}
+
+/// Runs `f` on its own thread and returns its result; panics if it does not finish within
+/// `limit`. Guards tests whose failure mode is a deadlocked host (which would also stall the
+/// runtime's own timers, so no timeout inside the runtime could fire).
+pub fn or_deadlock<T: Send + 'static>(
+    limit: Duration,
+    what: &str,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(value) => value,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what}: no answer within {limit:?} (the host is deadlocked)")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: panicked"),
+    }
+}
+
+/// CPU time (user + system) a process has used, from `/proc/PID/stat` (Linux).
+pub fn process_cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read /proc stat");
+    // Fields after the command name (which is in parentheses and may contain spaces):
+    // state is field 3, utime field 14, stime field 15 (1-based), in clock ticks of 1/100 s.
+    let after_name = &stat[stat.rfind(')').expect("stat format") + 2..];
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| fields[i].parse::<u64>().expect("tick count");
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// A runtime whose listeners' `accept` fails with "too many open files" (EMFILE) the first
+/// `failures` times, as when the process has run out of descriptors.
+#[derive(Clone)]
+pub struct FailingAccept<R> {
+    inner: R,
+    failures_left: Arc<AtomicU64>,
+}
+
+impl<R: Runtime> FailingAccept<R> {
+    /// `inner`, failing its first `failures` accepts.
+    pub fn new(inner: R, failures: u64) -> Self {
+        Self {
+            inner,
+            failures_left: Arc::new(AtomicU64::new(failures)),
+        }
+    }
+}
+
+/// The errno of "too many open files".
+const EMFILE: i32 = 24;
+
+impl<R: Runtime> Runtime for FailingAccept<R> {
+    type Tcp = R::Tcp;
+    type Listener = R::Listener;
+    fn spawn(&self, task: plait_driver::BoxFuture<'static, ()>) {
+        self.inner.spawn(task);
+    }
+    fn sleep_until(&self, deadline: Instant) -> plait_driver::BoxFuture<'static, ()> {
+        self.inner.sleep_until(deadline)
+    }
+    fn connect(&self, addr: SocketAddr) -> plait_driver::BoxFuture<'static, io::Result<R::Tcp>> {
+        self.inner.connect(addr)
+    }
+    fn bind(
+        &self,
+        addr: SocketAddr,
+    ) -> plait_driver::BoxFuture<'static, io::Result<(R::Listener, SocketAddr)>> {
+        self.inner.bind(addr)
+    }
+    fn accept(
+        &self,
+        listener: Arc<R::Listener>,
+    ) -> plait_driver::BoxFuture<'static, io::Result<(R::Tcp, SocketAddr)>> {
+        let fail = self
+            .failures_left
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Box::pin(async { Err(io::Error::from_raw_os_error(EMFILE)) });
+        }
+        self.inner.accept(listener)
+    }
+    fn resolve(
+        &self,
+        host: String,
+        port: u16,
+    ) -> plait_driver::BoxFuture<'static, io::Result<Vec<SocketAddr>>> {
+        self.inner.resolve(host, port)
+    }
+    fn now(&self) -> Instant {
+        self.inner.now()
+    }
 }

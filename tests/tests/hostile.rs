@@ -11,12 +11,17 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use plait_async_std::AsyncStd;
 use plait_core::swarm::Limits;
+use plait_core::upgrade::Security;
+use plait_driver::MAX_UPGRADE_BUFFERED;
+use plait_driver::{Host, HostEvent};
 use plait_smol::Smol;
 use plait_tests::hostile::{
-    garbage_noise_frame, ms_message, raw_connect, rss_kib, serial, wait_closed, yamux, Closed,
-    Frame, SecurePeer, Target, TestRuntime, MS_HEADER, MS_NOISE, UPGRADE_TIMEOUT,
+    block_on_timeout, garbage_noise_frame, ms_message, or_deadlock, process_cpu_time, raw_connect,
+    rss_kib, serial, target_config, wait_closed, yamux, Channel, Closed, FailingAccept, Frame,
+    SecurePeer, Target, TestRuntime, ECHO, MS_HEADER, MS_NOISE, UPGRADE_TIMEOUT,
 };
 use plait_tokio::Tokio;
 
@@ -435,7 +440,7 @@ fn window_overflow() {
         ("update on an open stream", {
             let mut v = Vec::new();
             let mut body = MS_HEADER.to_vec();
-            body.extend(ms_message(plait_tests::hostile::ECHO));
+            body.extend(ms_message(ECHO));
             v.extend(yamux::data(yamux::SYN, 1, &body));
             v.extend(yamux::header(yamux::WINDOW_UPDATE, 0, 1, u32::MAX));
             v
@@ -471,7 +476,7 @@ fn data_on_reset_streams() {
     let target = Target::<Tokio>::start();
     let mut peer = SecurePeer::connect(target.addr).expect("handshake");
     // Stream 1: open echo, then reset it.
-    open_stream(&mut peer, 1, plait_tests::hostile::ECHO, b"x", false);
+    open_stream(&mut peer, 1, ECHO, b"x", false);
     peer.read_frames(Duration::from_millis(200), |_| false);
     peer.send(&yamux::header(yamux::WINDOW_UPDATE, yamux::RST, 1, 0))
         .unwrap();
@@ -505,13 +510,7 @@ fn data_on_reset_streams() {
         "data for dead streams was buffered: {peak}"
     );
     // The same connection still works: echo on stream 9.
-    open_stream(
-        &mut peer,
-        9,
-        plait_tests::hostile::ECHO,
-        b"still alive\n",
-        true,
-    );
+    open_stream(&mut peer, 9, ECHO, b"still alive\n", true);
     let mut frames = Vec::new();
     let reply = loop {
         frames.extend(peer.read_frames(Duration::from_millis(100), |_| false));
@@ -527,12 +526,7 @@ fn data_on_reset_streams() {
             break body;
         }
     };
-    let expected = [
-        MS_HEADER,
-        &ms_message(plait_tests::hostile::ECHO),
-        b"still alive\n",
-    ]
-    .concat();
+    let expected = [MS_HEADER, &ms_message(ECHO), b"still alive\n"].concat();
     assert_eq!(reply, expected, "echo on the attacked connection");
     println!(
         "[reset-data/tokio] 40 x 60 KiB on reset/unknown streams: {rsts} RST back, peak {peak}; echo on the same connection ok"
@@ -654,4 +648,397 @@ fn connect_disconnect_cycles() {
         rss_kib()
     );
     target.assert_serves_and_recovers("cycles");
+}
+
+// ---- 11. an `ls` flood during muxer negotiation, never read ----
+
+/// After the security handshake (Noise without early muxer negotiation, or plaintext), the
+/// attacker sends the multistream header and then `ls` requests in 64 KiB writes, never
+/// reading. The host must hold at most [`MAX_UPGRADE_BUFFERED`] for it and end the connection
+/// (each `ls` counts toward the rejection limit).
+fn ls_flood<R: TestRuntime>(channel: Channel) {
+    let _g = serial();
+    let security = match channel {
+        Channel::Plaintext => Security::Plaintext,
+        Channel::Noise | Channel::NoiseEarlyMuxer => Security::Noise,
+    };
+    let target = Target::<R>::with_host_config(target_config().with_security(security));
+    let rss_before = rss_kib();
+    let mut peer = SecurePeer::connect_with(target.addr, channel).expect("handshake");
+    let mut batch = MS_HEADER.to_vec();
+    let ls = ms_message("ls");
+    while batch.len() < 64 * 1024 - ls.len() {
+        batch.extend_from_slice(&ls);
+    }
+    const FLOOD: usize = 64 * 1024 * 1024;
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let host = target.host.clone();
+        let sampling = sampling.clone();
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while sampling.load(Ordering::Relaxed) {
+                peak = peak.max(host.buffered_bytes());
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            peak
+        })
+    };
+    let start = Instant::now();
+    let mut written = 0;
+    while written < FLOOD {
+        if peer.send(&batch).is_err() {
+            break;
+        }
+        written += batch.len();
+    }
+    let stopped = start.elapsed();
+    let closed = peer.wait_closed(UPGRADE_TIMEOUT * 3);
+    sampling.store(false, Ordering::Relaxed);
+    let peak = sampler.join().expect("sampler");
+    println!(
+        "[ls-flood/{channel:?}/{}] wrote {written} bytes in {stopped:?} before the host cut us off; \
+         closed {closed:?}; peak buffered {peak} B (bound {MAX_UPGRADE_BUFFERED}); rss {rss_before} -> {} KiB",
+        R::name(),
+        rss_kib()
+    );
+    assert!(
+        written < FLOOD,
+        "the host read a {FLOOD}-byte ls flood to the end"
+    );
+    assert!(closed.is_some(), "the flooding connection was not closed");
+    assert!(
+        peak <= target.baseline.buffered + MAX_UPGRADE_BUFFERED as u64,
+        "the host buffered {peak} B for one upgrading connection (bound {MAX_UPGRADE_BUFFERED})"
+    );
+    target.assert_serves_and_recovers("ls-flood");
+}
+
+#[test]
+fn ls_flood_noise_tokio() {
+    ls_flood::<Tokio>(Channel::Noise);
+}
+
+#[test]
+fn ls_flood_noise_smol() {
+    ls_flood::<Smol>(Channel::Noise);
+}
+
+#[test]
+fn ls_flood_noise_async_std() {
+    ls_flood::<AsyncStd>(Channel::Noise);
+}
+
+#[test]
+fn ls_flood_plaintext_tokio() {
+    ls_flood::<Tokio>(Channel::Plaintext);
+}
+
+#[test]
+fn ls_flood_plaintext_smol() {
+    ls_flood::<Smol>(Channel::Plaintext);
+}
+
+#[test]
+fn ls_flood_plaintext_async_std() {
+    ls_flood::<AsyncStd>(Channel::Plaintext);
+}
+
+// ---- 12. handlers and matchers that call back into the host ----
+
+/// A protocol whose handler drops the stream at once.
+const DROP: &str = "/drop/1.0.0";
+/// A protocol whose handler calls `peer_info`, `num_connections` and `ping`, then drops it.
+const QUERY: &str = "/query/1.0.0";
+/// A protocol whose handler opens a stream back to the caller.
+const CALLBACK: &str = "/callback/1.0.0";
+
+/// Every way a handler (or a matcher) can re-enter the host it runs on: dropping its stream,
+/// calling host methods, polling `ping` and `new_stream` from inside the handler. Before
+/// handlers ran outside the host lock, each of these froze the whole host.
+fn reentrant_handlers<R: TestRuntime>() {
+    let _g = serial();
+    let server = Target::<R>::start();
+    let client = Target::<R>::start();
+    let (pinged_tx, pinged) = std::sync::mpsc::channel();
+    let (called_back_tx, called_back) = std::sync::mpsc::channel();
+    server
+        .host
+        .set_stream_handler(DROP, |_stream| {})
+        .expect("drop");
+    let (host, rt) = (server.host.clone(), server.rt.clone());
+    server
+        .host
+        .set_stream_handler(QUERY, move |stream| {
+            let peer = stream.peer();
+            let known = host.peer_info(peer).is_some();
+            let connections = host.num_connections();
+            let pinger = host.clone();
+            let mut ping = Box::pin(async move { pinger.ping(peer).await });
+            // Polled here, inside the handler (it cannot finish yet: the pong is not in).
+            let early = futures_lite::future::block_on(futures_lite::future::poll_once(&mut ping));
+            drop(stream);
+            let tx = pinged_tx.clone();
+            rt.spawn(Box::pin(async move {
+                let _ = tx.send((known, connections, early.is_some(), ping.await.is_ok()));
+            }));
+        })
+        .expect("query");
+    let (host, rt) = (server.host.clone(), server.rt.clone());
+    server
+        .host
+        .set_stream_handler(CALLBACK, move |stream| {
+            let peer = stream.peer();
+            let opener = host.clone();
+            let mut open = Box::pin(async move { opener.new_stream(peer, [ECHO]).await });
+            let early = futures_lite::future::block_on(futures_lite::future::poll_once(&mut open));
+            let tx = called_back_tx.clone();
+            rt.spawn(Box::pin(async move {
+                let _keep = stream;
+                let reply = match early {
+                    Some(opened) => opened,
+                    None => open.await,
+                };
+                let reply = match reply {
+                    Ok(mut back) => {
+                        let mut reply = Vec::new();
+                        let sent =
+                            back.write_all(b"back").await.is_ok() && back.close().await.is_ok();
+                        let read = back.read_to_end(&mut reply).await.is_ok();
+                        (sent && read).then_some(reply)
+                    }
+                    Err(_) => None,
+                };
+                let _ = tx.send(reply);
+            }));
+        })
+        .expect("callback");
+    let host = server.host.clone();
+    server.host.set_stream_handler_match(
+        move |protocol| host.num_connections() > 0 && protocol.starts_with("/match/"),
+        |_stream| {},
+    );
+
+    let (client_host, client_rt, server_addr, server_peer) = (
+        client.host.clone(),
+        client.rt.clone(),
+        server.maddr.clone(),
+        server.peer,
+    );
+    let outcomes = or_deadlock(Duration::from_secs(30), "re-entrant handlers", move || {
+        block_on_timeout(&client_rt, Duration::from_secs(20), "client", async move {
+            client_host.dial(server_addr).await.expect("dial");
+            let mut results = Vec::new();
+            for protocol in [DROP, QUERY, CALLBACK, "/match/1.0.0", "/nomatch/1.0.0"] {
+                // Lazy negotiation: the stream is handed out before the remote confirms it; a
+                // refusal shows on the first read. The handlers drop their stream, so ours
+                // ends (end of file), never hangs.
+                let mut stream = client_host
+                    .new_stream(server_peer, [protocol])
+                    .await
+                    .expect("open");
+                let _ = stream.write_all(b"x").await;
+                let _ = stream.close().await;
+                let mut rest = Vec::new();
+                results.push((protocol, stream.read_to_end(&mut rest).await.is_ok()));
+            }
+            results
+        })
+    });
+    println!(
+        "[reentrant/{}] stream read to its end: {outcomes:?}",
+        R::name()
+    );
+    for (protocol, served) in outcomes {
+        let refused = protocol == "/nomatch/1.0.0";
+        assert_eq!(served, !refused, "{protocol}: served {served}");
+    }
+    let limit = Duration::from_secs(20);
+    let (known, connections, early, ping_ok) = pinged.recv_timeout(limit).expect("query handler");
+    assert!(known || connections > 0, "handler saw no connection");
+    assert!(!early, "a ping cannot complete before its pong arrives");
+    assert!(ping_ok, "the ping started inside a handler failed");
+    let reply = called_back.recv_timeout(limit).expect("callback handler");
+    assert_eq!(
+        reply.as_deref(),
+        Some(&b"back"[..]),
+        "the stream back to the caller"
+    );
+    // The server still answers, and still echoes.
+    let host = server.host.clone();
+    let count = or_deadlock(Duration::from_secs(10), "num_connections", move || {
+        host.num_connections()
+    });
+    assert!(count >= 1);
+    server.echo_check();
+    client.host.close();
+    server.assert_serves_and_recovers("reentrant");
+    // The handlers hold host handles: close explicitly.
+    server.host.close();
+}
+
+#[test]
+fn reentrant_handlers_tokio() {
+    reentrant_handlers::<Tokio>();
+}
+
+#[test]
+fn reentrant_handlers_smol() {
+    reentrant_handlers::<Smol>();
+}
+
+#[test]
+fn reentrant_handlers_async_std() {
+    reentrant_handlers::<AsyncStd>();
+}
+
+// ---- 13. accept errors (a full descriptor table) ----
+
+/// A listener whose first six accepts fail with EMFILE reports each failure with a doubling
+/// pause (5 ms, 10 ms, ... ), keeps listening, and then serves a dialer.
+fn accept_failures_back_off_and_are_reported<R: TestRuntime>() {
+    let _g = serial();
+    const FAILURES: u64 = 6;
+    let rt = FailingAccept::new(R::get(), FAILURES);
+    let host = Host::new(rt.clone(), target_config()).expect("host");
+    plait_driver::demo::serve_echo(&host, &rt).expect("echo");
+    let runtime = R::get();
+    let start = Instant::now();
+    let (addr, failures) = block_on_timeout(&runtime, Duration::from_secs(20), "listen", async {
+        let addr = host
+            .listen("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"))
+            .await
+            .expect("listen");
+        let mut failures = Vec::new();
+        while failures.len() < FAILURES as usize {
+            match host.next_event().await {
+                HostEvent::AcceptFailed {
+                    os_error, retry_in, ..
+                } => failures.push((os_error, retry_in)),
+                HostEvent::Listening(_) => {}
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+        (addr, failures)
+    });
+    let reported = start.elapsed();
+    let pauses: Vec<Duration> = failures.iter().map(|(_, pause)| *pause).collect();
+    println!(
+        "[accept-failures/{}] {FAILURES} failures reported in {reported:?}, pauses {pauses:?}",
+        R::name()
+    );
+    let expected: Vec<Duration> = (0..FAILURES as u32)
+        .map(|i| Duration::from_millis(5) * 2u32.pow(i))
+        .collect();
+    assert_eq!(pauses, expected, "exponential backoff from 5 ms");
+    assert!(
+        failures.iter().all(|(os_error, _)| *os_error == Some(24)),
+        "{failures:?}"
+    );
+    // The pauses were taken before the next attempt (a lower bound, not a deadline).
+    let slept: Duration = expected[..expected.len() - 1].iter().sum();
+    assert!(
+        reported >= slept,
+        "failures reported in {reported:?}, pauses of {slept:?}"
+    );
+    // The listener survived: a dialer is served.
+    let client = Host::new(R::get(), target_config()).expect("client");
+    let addr = addr.with(plait_core::multiaddr::Protocol::P2p(host.peer_id()));
+    let reply = block_on_timeout(&runtime, Duration::from_secs(20), "echo", async {
+        plait_driver::demo::dial_echo(&client, addr).await
+    })
+    .expect("echo after accept failures");
+    assert_eq!(reply, "Hello, world!\n");
+    client.close();
+    host.close();
+}
+
+#[test]
+fn accept_failures_back_off_and_are_reported_tokio() {
+    accept_failures_back_off_and_are_reported::<Tokio>();
+}
+
+#[test]
+fn accept_failures_back_off_and_are_reported_smol() {
+    accept_failures_back_off_and_are_reported::<Smol>();
+}
+
+#[test]
+fn accept_failures_back_off_and_are_reported_async_std() {
+    accept_failures_back_off_and_are_reported::<AsyncStd>();
+}
+
+/// The echo demo in a child process limited to 64 descriptors, with 100 connections held open
+/// against it: accepting fails with EMFILE until connections end. The listener must not spin
+/// (its CPU over three seconds is measured), and it serves again once descriptors free up.
+fn full_descriptor_table(runtime: &str) {
+    let _g = serial();
+    let mut child = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -n 64 && exec {} {runtime} -l 0",
+            env!("CARGO_BIN_EXE_echo_host")
+        ))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn the echo host");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let first = lines.next().expect("a line").expect("stdout");
+    let addr: plait_core::multiaddr::Multiaddr = first
+        .strip_prefix("I am ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .parse()
+        .expect("listen address");
+    let Some(plait_driver::Target::Socket(socket)) = plait_driver::multiaddr_to_socket(&addr)
+    else {
+        panic!("not a socket address: {addr}");
+    };
+    let held: Vec<TcpStream> = (0..100)
+        .map(|_| TcpStream::connect(socket).expect("connect"))
+        .collect();
+    // Let the child accept what it can and run out of descriptors.
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = child.id();
+    let (cpu_before, wall) = (process_cpu_time(pid), Instant::now());
+    std::thread::sleep(Duration::from_secs(3));
+    let (cpu, wall) = (process_cpu_time(pid) - cpu_before, wall.elapsed());
+    let share = cpu.as_secs_f64() / wall.as_secs_f64();
+    println!(
+        "[emfile/{runtime}] 100 connections held against a 64-descriptor listener: \
+         {cpu:?} CPU in {wall:?} ({:.1} % of a core)",
+        share * 100.0
+    );
+    drop(held);
+    // Descriptors come back: the listener serves a dialer again.
+    let rt = Tokio::get();
+    let client = Host::new(rt.clone(), target_config()).expect("client");
+    let reply = block_on_timeout(&rt, Duration::from_secs(30), "echo after EMFILE", async {
+        plait_driver::demo::dial_echo(&client, addr.clone()).await
+    });
+    client.close();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        share < 0.25,
+        "a listener out of descriptors used {:.1} % of a core",
+        share * 100.0
+    );
+    assert_eq!(reply.expect("echo"), "Hello, world!\n");
+}
+
+#[test]
+fn full_descriptor_table_tokio() {
+    full_descriptor_table("tokio");
+}
+
+#[test]
+fn full_descriptor_table_smol() {
+    full_descriptor_table("smol");
+}
+
+#[test]
+fn full_descriptor_table_async_std() {
+    full_descriptor_table("async-std");
 }

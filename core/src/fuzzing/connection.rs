@@ -122,6 +122,13 @@ fn run(data: &[u8], start: Instant) -> usize {
             }
         }
         conn.handle_input(now, &mut input);
+        if !conn.is_established() {
+            assert!(
+                conn.buffered_bytes() <= crate::upgrade::MAX_BUFFERED as u64,
+                "an upgrading connection holds {} bytes",
+                conn.buffered_bytes()
+            );
+        }
         echoed += drain(&mut conn, now, &mut out, deferred);
         out.clear();
         now += Duration::from_millis(10);

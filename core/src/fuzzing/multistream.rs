@@ -21,24 +21,38 @@ fn chunks(data: &[u8]) -> impl Iterator<Item = &[u8]> {
     rest.chunks(size)
 }
 
-/// A listener supporting a few protocols (one by predicate) fed arbitrary bytes.
+/// A listener supporting a few protocols (and, when asked, any `/ipfs/` id) fed arbitrary
+/// bytes. Its pending output never exceeds its bound by more than one answer.
 pub fn multistream_listener(data: &[u8], _now: Instant) {
     let mut protocols = ProtocolSet::from_protocols([
         Protocol::from_static("/echo/1.0.0"),
         Protocol::from_static("/yamux/1.0.0"),
     ]);
-    protocols.add_matcher(|p| p.starts_with("/ipfs/"));
-    let mut listener = Listener::new(Arc::new(protocols), ListenerConfig::default());
+    protocols.set_ask_others(true);
+    let config = ListenerConfig::default();
+    let bound = config.max_pending_output + crate::multistream::MAX_MESSAGE_LEN + 2;
+    let mut listener = Listener::new(Arc::new(protocols), config);
     let mut input = BytesMut::new();
     let mut out = BytesMut::new();
-    for chunk in chunks(data) {
+    for (i, chunk) in chunks(data).enumerate() {
         input.extend_from_slice(chunk);
-        match listener.handle_input(&mut input) {
-            Ok(ListenerStatus::InProgress) => {}
-            Ok(ListenerStatus::Agreed(_)) | Err(_) => return,
+        loop {
+            match listener.handle_input(&mut input) {
+                Ok(ListenerStatus::InProgress) => break,
+                Ok(ListenerStatus::Query(p)) => {
+                    if listener.answer(p.as_str().starts_with("/ipfs/")).is_err() {
+                        return;
+                    }
+                }
+                Ok(ListenerStatus::Agreed(_)) | Err(_) => return,
+            }
         }
-        listener.poll_transmit(&mut out);
-        out.clear();
+        // Drain only every other chunk, so the bound on pending output is exercised.
+        if i % 2 == 1 {
+            listener.poll_transmit(&mut out);
+            assert!(out.len() <= bound, "listener holds {} bytes", out.len());
+            out.clear();
+        }
     }
 }
 

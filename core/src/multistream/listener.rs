@@ -1,6 +1,5 @@
 //! The answering side of multistream-select.
 
-use std::fmt;
 use std::sync::Arc;
 
 use bytes::BytesMut;
@@ -9,15 +8,24 @@ use super::message::{lossy, Message, Protocol, MAX_MESSAGE_LEN};
 use super::Error;
 use crate::varint::{self, LengthPrefixed};
 
-/// A predicate deciding whether a proposed protocol id is supported.
-pub type ProtocolMatcher = Arc<dyn Fn(&str) -> bool + Send + Sync>;
-
-/// The protocols a listener accepts: exact ids, and predicates over proposed ids (like
-/// go-libp2p's `SetStreamHandlerMatch`).
-#[derive(Clone, Default)]
+/// The protocols a listener accepts: exact ids and, optionally, any other id its owner accepts
+/// when asked (like go-libp2p's `SetStreamHandlerMatch`, but the decision is made outside the
+/// machine: see [`ListenerStatus::Query`]).
+#[derive(Clone, Debug, Default)]
 pub struct ProtocolSet {
     exact: Vec<Protocol>,
-    matchers: Vec<ProtocolMatcher>,
+    ask_others: bool,
+}
+
+/// Whether a [`ProtocolSet`] accepts a proposed id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    /// One of the exact ids.
+    Yes,
+    /// Not accepted.
+    No,
+    /// Not an exact id, and the set's owner decides: ask it.
+    Ask,
 }
 
 impl ProtocolSet {
@@ -30,7 +38,7 @@ impl ProtocolSet {
     pub fn from_protocols(protocols: impl IntoIterator<Item = Protocol>) -> Self {
         Self {
             exact: protocols.into_iter().collect(),
-            matchers: Vec::new(),
+            ask_others: false,
         }
     }
 
@@ -42,19 +50,22 @@ impl ProtocolSet {
         self
     }
 
-    /// Accepts every proposed id for which `matcher` returns true.
-    pub fn add_matcher(
-        &mut self,
-        matcher: impl Fn(&str) -> bool + Send + Sync + 'static,
-    ) -> &mut Self {
-        self.matchers.push(Arc::new(matcher));
+    /// Whether proposals of other ids are put to the owner ([`ListenerStatus::Query`]) instead
+    /// of being refused.
+    pub fn set_ask_others(&mut self, ask: bool) -> &mut Self {
+        self.ask_others = ask;
         self
     }
 
     /// Whether `proposed` is accepted.
-    pub fn supports(&self, proposed: &str) -> bool {
-        self.exact.iter().any(|p| p.as_str() == proposed)
-            || self.matchers.iter().any(|m| m(proposed))
+    pub fn supports(&self, proposed: &str) -> Support {
+        if self.exact.iter().any(|p| p.as_str() == proposed) {
+            Support::Yes
+        } else if self.ask_others {
+            Support::Ask
+        } else {
+            Support::No
+        }
     }
 
     /// The exact ids, in the order they were added (what `ls` lists).
@@ -63,20 +74,12 @@ impl ProtocolSet {
     }
 }
 
-impl fmt::Debug for ProtocolSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ProtocolSet")
-            .field("exact", &self.exact)
-            .field("matchers", &self.matchers.len())
-            .finish()
-    }
-}
-
 /// Limits of a [`Listener`].
 #[derive(Debug, Clone)]
 pub struct ListenerConfig {
-    /// How many unsupported proposals (answered `na`) a dialer may make before the
-    /// negotiation fails. Default 32: real dialers propose a handful.
+    /// How many unanswerable requests a dialer may make before the negotiation fails:
+    /// unsupported proposals (answered `na`) and `ls` requests count alike, since both only
+    /// make us write. Default 32: real dialers propose a handful and rarely list.
     pub max_rejections: usize,
     /// How many answer bytes may wait for [`Listener::poll_transmit`] before the listener stops
     /// consuming input, so a dialer that pipelines proposals without reading the answers
@@ -100,13 +103,17 @@ pub enum ListenerStatus {
     InProgress,
     /// This protocol was agreed; its echo is queued, and bytes left in the input belong to it.
     Agreed(Protocol),
+    /// The dialer proposed this id, which is not an exact id of the set, and the set asks its
+    /// owner about other ids: call [`Listener::answer`]. Nothing more is consumed until then.
+    Query(Protocol),
 }
 
 /// The answering side of multistream-select.
 ///
 /// It answers with its own header once the dialer's header arrives (so header and answer
 /// usually leave in one write), echoes a supported proposal, answers `na` to others and lists
-/// its exact protocols on `ls`.
+/// its exact protocols on `ls`. Every `na` and `ls` answer counts toward
+/// [`ListenerConfig::max_rejections`], so a dialer cannot make it write without end.
 #[derive(Debug)]
 pub struct Listener {
     protocols: Arc<ProtocolSet>,
@@ -114,6 +121,8 @@ pub struct Listener {
     header_received: bool,
     rejections: usize,
     agreed: Option<Protocol>,
+    /// A proposal put to the owner and not answered yet.
+    query: Option<Protocol>,
     out: BytesMut,
 }
 
@@ -126,15 +135,19 @@ impl Listener {
             header_received: false,
             rejections: 0,
             agreed: None,
+            query: None,
             out: BytesMut::new(),
         }
     }
 
     /// Consumes multistream messages from the front of `input`, stopping right after the
-    /// proposal that was agreed: what follows stays in `input`.
+    /// proposal that was agreed (what follows stays in `input`) or put to the owner.
     pub fn handle_input(&mut self, input: &mut BytesMut) -> Result<ListenerStatus, Error> {
         const FRAMES: LengthPrefixed = LengthPrefixed::new(MAX_MESSAGE_LEN);
         while self.agreed.is_none() {
+            if let Some(query) = &self.query {
+                return Ok(ListenerStatus::Query(query.clone()));
+            }
             if self.out.len() >= self.config.max_pending_output {
                 return Ok(ListenerStatus::InProgress);
             }
@@ -153,21 +166,18 @@ impl Listener {
                 continue;
             }
             match message? {
-                Message::Protocol(p) if self.protocols.supports(p.as_str()) => {
-                    Message::Protocol(p.clone()).encode(&mut self.out);
-                    self.agreed = Some(p);
-                }
-                Message::Protocol(p) => {
-                    self.rejections += 1;
-                    if self.rejections > self.config.max_rejections {
-                        return Err(Error::TooManyRejections {
-                            max: self.config.max_rejections,
-                        });
+                Message::Protocol(p) => match self.protocols.supports(p.as_str()) {
+                    Support::Yes => self.agree(p),
+                    Support::Ask => self.query = Some(p),
+                    Support::No => {
+                        tracing::trace!(protocol = %p, "multistream: unsupported proposal");
+                        self.reject()?;
                     }
-                    tracing::trace!(protocol = %p, "multistream: unsupported proposal");
-                    Message::NotAvailable.encode(&mut self.out);
+                },
+                Message::ListProtocols => {
+                    self.count_rejection()?;
+                    self.encode_list();
                 }
-                Message::ListProtocols => self.encode_list(),
                 _ => {
                     return Err(Error::UnexpectedProposal {
                         got: lossy(&payload),
@@ -179,6 +189,45 @@ impl Listener {
             .agreed
             .clone()
             .map_or(ListenerStatus::InProgress, ListenerStatus::Agreed))
+    }
+
+    /// Answers the proposal reported by [`ListenerStatus::Query`]: agrees on it, or answers
+    /// `na` (which counts toward [`ListenerConfig::max_rejections`]). Then call
+    /// [`handle_input`](Self::handle_input) again with what is left of the input.
+    pub fn answer(&mut self, accept: bool) -> Result<(), Error> {
+        let query = self.query.take().ok_or(Error::NoQuery)?;
+        if accept {
+            self.agree(query);
+            Ok(())
+        } else {
+            self.reject()
+        }
+    }
+
+    /// The proposal waiting for [`answer`](Self::answer), if any.
+    pub fn query(&self) -> Option<&Protocol> {
+        self.query.as_ref()
+    }
+
+    fn agree(&mut self, protocol: Protocol) {
+        Message::Protocol(protocol.clone()).encode(&mut self.out);
+        self.agreed = Some(protocol);
+    }
+
+    fn reject(&mut self) -> Result<(), Error> {
+        self.count_rejection()?;
+        Message::NotAvailable.encode(&mut self.out);
+        Ok(())
+    }
+
+    fn count_rejection(&mut self) -> Result<(), Error> {
+        self.rejections += 1;
+        if self.rejections > self.config.max_rejections {
+            return Err(Error::TooManyRejections {
+                max: self.config.max_rejections,
+            });
+        }
+        Ok(())
     }
 
     /// Answers `ls` with as many exact ids as fit in one message of [`MAX_MESSAGE_LEN`].

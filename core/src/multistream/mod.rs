@@ -15,7 +15,7 @@ mod listener;
 mod message;
 
 pub use dialer::{Dialer, DialerMode, DialerStatus};
-pub use listener::{Listener, ListenerConfig, ListenerStatus, ProtocolMatcher, ProtocolSet};
+pub use listener::{Listener, ListenerConfig, ListenerStatus, ProtocolSet, Support};
 pub use message::{Message, Protocol, ProtocolError, MAX_MESSAGE_LEN, MAX_PROTOCOL_LEN};
 
 use crate::varint::FrameError;
@@ -56,12 +56,15 @@ pub enum Error {
         /// What was received, lossily decoded.
         got: String,
     },
-    /// The dialer proposed more unsupported protocols than the listener allows.
-    #[error("peer proposed more than {max} unsupported protocols")]
+    /// The dialer made more unsupported proposals and `ls` requests than the listener allows.
+    #[error("peer made more than {max} unsupported proposals or ls requests")]
     TooManyRejections {
         /// The configured limit.
         max: usize,
     },
+    /// [`Listener::answer`] was called with no query pending (API misuse).
+    #[error("no proposal is waiting for an answer")]
+    NoQuery,
     /// A dialer was created without any protocol to propose.
     #[error("no protocol to propose")]
     NoProtocols,

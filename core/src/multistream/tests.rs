@@ -279,21 +279,65 @@ fn listener_stops_reading_while_answers_are_not_drained() {
 }
 
 #[test]
-fn listener_answers_ls_and_matches_predicates() {
+fn listener_answers_ls_and_asks_about_other_ids() {
     let mut protocols = ProtocolSet::from_protocols([p("/noise"), p("/yamux/1.0.0")]);
-    protocols.add_matcher(|id| id.starts_with("/echo/"));
+    protocols.set_ask_others(true);
     let mut l = Listener::new(Arc::new(protocols), ListenerConfig::default());
     let mut input = hex(HEADER_HEX);
     input.extend_from_slice(&hex("036c730a"));
+    Message::Protocol(p("/other/1.0.0")).encode(&mut input);
     Message::Protocol(p("/echo/9.9.9")).encode(&mut input);
+    input.extend_from_slice(b"data");
+    assert_eq!(
+        l.handle_input(&mut input).unwrap(),
+        ListenerStatus::Query(p("/other/1.0.0"))
+    );
+    // Nothing more is consumed until the owner answers.
+    assert_eq!(
+        l.handle_input(&mut input).unwrap(),
+        ListenerStatus::Query(p("/other/1.0.0"))
+    );
+    l.answer(false).unwrap();
+    assert_eq!(
+        l.handle_input(&mut input).unwrap(),
+        ListenerStatus::Query(p("/echo/9.9.9"))
+    );
+    l.answer(true).unwrap();
     assert_eq!(
         l.handle_input(&mut input).unwrap(),
         ListenerStatus::Agreed(p("/echo/9.9.9"))
     );
+    assert_eq!(
+        &input[..],
+        b"data",
+        "what follows the agreed proposal stays"
+    );
+    assert_eq!(l.answer(true), Err(Error::NoQuery));
     let mut want = hex(HEADER_HEX);
     want.extend_from_slice(&hex("17072f6e6f6973650a0d2f79616d75782f312e302e300a0a"));
+    Message::NotAvailable.encode(&mut want);
     Message::Protocol(p("/echo/9.9.9")).encode(&mut want);
     assert_eq!(drain_listener(&mut l), want);
+}
+
+#[test]
+fn ls_requests_count_toward_the_rejection_limit() {
+    let mut l = Listener::new(
+        set(&["/echo/1.0.0"]),
+        ListenerConfig {
+            max_rejections: 3,
+            max_pending_output: usize::MAX,
+        },
+    );
+    let mut input = hex(HEADER_HEX);
+    Message::Protocol(p("/nope")).encode(&mut input);
+    for _ in 0..3 {
+        Message::ListProtocols.encode(&mut input);
+    }
+    assert_eq!(
+        l.handle_input(&mut input),
+        Err(Error::TooManyRejections { max: 3 })
+    );
 }
 
 type PairOutcome = (
@@ -341,6 +385,7 @@ fn run_pair(
             match listener.handle_input(&mut l_in) {
                 Ok(ListenerStatus::Agreed(p)) => l_res = Some(Ok(p)),
                 Ok(ListenerStatus::InProgress) => {}
+                Ok(ListenerStatus::Query(p)) => panic!("exact sets never ask, got {p}"),
                 Err(e) => l_res = Some(Err(e)),
             }
         }

@@ -172,6 +172,17 @@ pub enum Event {
         /// The agreed protocol.
         protocol: Protocol,
     },
+    /// The remote proposed on an inbound stream a protocol that is not an exact protocol of
+    /// the swarm (only after [`Swarm::set_ask_about_other_protocols`]): answer with
+    /// [`Swarm::answer_protocol_query`].
+    ProtocolQuery {
+        /// The remote peer.
+        peer: PeerId,
+        /// The stream.
+        stream: StreamRef,
+        /// The proposed protocol.
+        protocol: Protocol,
+    },
     /// A stream requested with [`Swarm::open_stream`] is open and writable.
     StreamOpened {
         /// The request.
@@ -416,12 +427,32 @@ impl Swarm {
         });
     }
 
-    /// Accepts inbound streams whose proposed id satisfies `matcher` (go-libp2p's
-    /// `SetStreamHandlerMatch`).
-    pub fn add_protocol_matcher(&mut self, matcher: impl Fn(&str) -> bool + Send + Sync + 'static) {
+    /// Puts inbound proposals of ids that are not exact protocols to the caller as
+    /// [`Event::ProtocolQuery`] instead of refusing them (go-libp2p's
+    /// `SetStreamHandlerMatch`: the caller runs its matchers, outside the swarm, and answers
+    /// with [`Swarm::answer_protocol_query`]). Connections opened later use the new setting.
+    pub fn set_ask_about_other_protocols(&mut self, ask: bool) {
         self.update_protocols(|set| {
-            set.add_matcher(matcher);
+            set.set_ask_others(ask);
         });
+    }
+
+    /// Answers an [`Event::ProtocolQuery`]: whether `stream` may use the protocol its remote
+    /// proposed. A refused remote may propose another.
+    pub fn answer_protocol_query(
+        &mut self,
+        now: Instant,
+        stream: StreamRef,
+        accept: bool,
+    ) -> Result<(), Error> {
+        let entry = self
+            .connections
+            .get_mut(&stream.connection)
+            .ok_or(Error::Unknown)?;
+        let result = entry.conn.answer_protocol_query(stream.stream, accept);
+        self.process_connection(now, stream.connection);
+        self.mark_output(stream.connection);
+        Ok(result?)
     }
 
     fn update_protocols(&mut self, f: impl FnOnce(&mut ProtocolSet)) {
@@ -1377,6 +1408,17 @@ impl Swarm {
                 connection::Event::InboundStream { id, protocol } => {
                     let peer = entry.peer.unwrap_or(self.local_peer);
                     self.events.push_back(Event::InboundStream {
+                        peer,
+                        stream: StreamRef {
+                            connection,
+                            stream: id,
+                        },
+                        protocol,
+                    });
+                }
+                connection::Event::ProtocolQuery { id, protocol } => {
+                    let peer = entry.peer.unwrap_or(self.local_peer);
+                    self.events.push_back(Event::ProtocolQuery {
                         peer,
                         stream: StreamRef {
                             connection,

@@ -9,7 +9,9 @@
 //! ping RTT up to [`Config::max_stream_window`] within a session budget, SYN carried by the
 //! first frame of a stream we open (a Data frame if data is already queued, else a Window
 //! Update), ACK sent when the application accepts, reads or writes an inbound stream.
-//! Protocol violations send Go Away(1) and end the session.
+//! FIN is always sent on a Window Update of its own after the stream's last data, as go-yamux
+//! does (js-libp2p drops the data of a frame that carries FIN); FIN on data from a peer is
+//! accepted. Protocol violations send Go Away(1) and end the session.
 
 mod config;
 mod flow;
@@ -1078,11 +1080,10 @@ impl Session {
         }
         // len <= send_buffered (a u32)
         let len32 = len as u32;
-        let last = len32 == s.send_buffered;
-        let fin = last && s.has(bits::FIN_QUEUED);
-        if fin {
-            flags = flags.with(Flags::FIN);
-        }
+        // FIN never rides on data: it follows on a frame of its own (a window update, as
+        // go-yamux sends it), because js-libp2p's yamux applies a frame's flags before its
+        // body and drops the data of a frame that carries FIN.
+        let fin_next = len32 == s.send_buffered && s.has(bits::FIN_QUEUED);
         Header::new(FrameType::Data, flags, id, len32).encode(out);
         let mut left = len;
         while left > 0 {
@@ -1116,9 +1117,8 @@ impl Session {
             s.bits &= !bits::WANT_WRITABLE;
             self.events.push_back(Event::Writable(StreamId(id)));
         }
-        if fin {
-            s.bits |= bits::FIN_SENT;
-            self.maybe_remove(id);
+        if fin_next {
+            self.queue_ctrl(id);
         }
     }
 }

@@ -157,6 +157,57 @@ fn session_emits_digest_bytes() {
 }
 
 #[test]
+fn fin_goes_on_a_frame_of_its_own() {
+    use FrameType::*;
+    // Write then close before anything is sent (the echo reply): the data frame must not
+    // carry FIN (js-libp2p would drop its data); a window update with FIN follows it.
+    let (mut c, now) = session(Mode::Client);
+    let id = c.open_stream(now).unwrap();
+    let mut stream = c.stream(id).unwrap();
+    stream.write(b"hello").unwrap();
+    stream.finish().unwrap();
+    let mut expect = hdr(Data, Flags::SYN, 1, 5);
+    expect.extend_from_slice(b"hello");
+    expect.extend(hdr(WindowUpdate, Flags::FIN, 1, 0));
+    assert_eq!(drain_tx(&mut c, now), expect);
+    // Data split over several frames: none of them carries FIN.
+    let (mut s, _) = session(Mode::Server);
+    let big = vec![7u8; 200_000];
+    let sid = {
+        let id = c.open_stream(now).unwrap();
+        let mut stream = c.stream(id).unwrap();
+        assert_eq!(stream.write(&big).unwrap(), big.len());
+        stream.finish().unwrap();
+        id
+    };
+    let wire = drain_tx(&mut c, now);
+    let mut rest = &wire[..];
+    let mut frames = Vec::new();
+    while let Ok(Some(h)) = Header::decode(rest) {
+        let body = if h.ty == Data { h.length as usize } else { 0 };
+        frames.push(h);
+        rest = &rest[HEADER_LEN + body..];
+    }
+    assert!(rest.is_empty());
+    let (last, data) = frames.split_last().unwrap();
+    assert!(data.len() > 1, "split into several data frames: {frames:?}");
+    assert!(data
+        .iter()
+        .all(|h| h.ty == Data && !h.flags.contains(Flags::FIN)));
+    assert_eq!(*last, Header::new(WindowUpdate, Flags::FIN, sid.get(), 0));
+    // And a peer that does put FIN on data is still understood.
+    let mut wire = hdr(Data, Flags::SYN.with(Flags::FIN), 1, 2);
+    wire.extend_from_slice(b"hi");
+    feed(&mut s, now, &wire).unwrap();
+    let sid = StreamId(1);
+    assert_eq!(
+        &s.stream(sid).unwrap().read(10).unwrap().unwrap()[..],
+        b"hi"
+    );
+    assert_eq!(s.stream(sid).unwrap().read(10), Ok(None));
+}
+
+#[test]
 fn ping_echo_scenario() {
     // Digest scenario: lazy SYN on data, ACK on the echo, FIN both ways.
     let (mut c, now) = session(Mode::Client);
