@@ -54,7 +54,6 @@ function parseArgs (argv) {
     dial: null,
     security: ['noise'],
     insecure: false,
-    securityGiven: false,
     seed: '0',
     key: 'rsa',
     rsaBits: 2048,
@@ -117,7 +116,6 @@ function parseArgs (argv) {
           if (s !== 'noise') throw new UsageError(`unknown security protocol ${JSON.stringify(s)} (known: tls, noise; js-libp2p has noise only)`)
         }
         a.security = [...new Set(list)]
-        a.securityGiven = true
         break
       }
       case 'seed': {
@@ -156,7 +154,7 @@ function parseArgs (argv) {
         throw new UsageError(`unknown argument ${JSON.stringify(arg)}`)
     }
   }
-  if (a.insecure && a.securityGiven) throw new UsageError('--insecure and --security exclude each other')
+  // --insecure means /plaintext/2.0.0 only, whatever --security says (that list is still checked)
   if (a.insecure) a.security = ['plaintext']
   if (!a.help && a.listen == null && a.dial == null && !a.control) throw new UsageError('need -l, -d or --control')
   return a

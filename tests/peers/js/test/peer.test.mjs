@@ -49,7 +49,7 @@ test('usage errors exit 2 with a message on stderr and nothing on stdout', async
     ['--security', 'noise,tls', '-l', '0'],
     ['--key', 'dsa', '-l', '0'],
     ['--rsa-bits', '1024', '-l', '0'],
-    ['--insecure', '--security', 'noise', '-l', '0'],
+    ['--insecure', '--security', 'tls', '-l', '0'],
     ['-l', '70000'],
     ['--bogus'],
     ['-d', '/ip4/127.0.0.1/tcp/1'],
