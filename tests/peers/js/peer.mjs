@@ -270,7 +270,13 @@ async function runCommand (node, words) {
       const peer = parsePeer(words[1])
       const n = parseSize(words[2])
       const size = parseSize(words[3])
-      const streams = await Promise.all(Array.from({ length: n }, () => openStream(node, peer, P.ECHO_ALL)))
+      const opened = await Promise.allSettled(Array.from({ length: n }, () => openStream(node, peer, P.ECHO_ALL)))
+      const failed = opened.find((r) => r.status === 'rejected')
+      const streams = opened.filter((r) => r.status === 'fulfilled').map((r) => r.value)
+      if (failed != null) {
+        for (const s of streams) s.abort(failed.reason)
+        throw failed.reason
+      }
       try {
         await Promise.all(streams.map((s, k) => P.echoAllCheck(s, k, size)))
       } catch (err) {
@@ -390,6 +396,8 @@ async function main () {
   }
 
   process.on('unhandledRejection', (err) => log(`unhandled rejection: ${err?.stack ?? err}`))
+  // the harness went away (EPIPE on stdout): nobody is left to answer
+  process.stdout.on('error', () => process.exit(0))
   await loadLibp2p()
 
   const privateKey = await makeIdentity(args.key, args.seed, args.rsaBits)
