@@ -48,10 +48,10 @@ export async function createNode (o) {
       ping: ping()
     },
     connectionManager: {
-      // js-libp2p refuses more than 5 inbound connections per second from one host, and more
-      // than 10 pending upgrades; a harness that dials repeatedly from 127.0.0.1 trips both.
-      // Addresses on the allow list bypass those limits (test networks only: loopback and the
-      // harness's own namespaces).
+      // js-libp2p refuses more than 5 inbound connections per second from one host, more than
+      // 10 pending upgrades and more than 300 connections, and prunes connections beyond 300; a
+      // harness that dials repeatedly from 127.0.0.1 trips these. Addresses on the allow list
+      // bypass all of them (test networks only: loopback and the harness's own namespaces).
       allow: ['/ip4/0.0.0.0/ipcidr/0']
     },
     connectionMonitor: {
