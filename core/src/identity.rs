@@ -17,7 +17,7 @@
 use multihash::Multihash;
 use sha2::{Digest, Sha256};
 
-pub use libp2p_identity::{Keypair, PeerId, PublicKey};
+pub use libp2p_identity::{DecodingError, Keypair, PeerId, PublicKey};
 
 /// Encoded public keys up to this many bytes are inlined in the peer id with the identity
 /// multihash; longer ones are hashed with sha2-256 (spec §2, go `maxInlineKeyLength`, rust
@@ -114,7 +114,20 @@ pub enum Error {
     /// The key is well formed but this build cannot represent it as a [`PublicKey`].
     #[error("{0:?} keys are not supported by this build")]
     UnsupportedKeyType(KeyType),
+    /// An RSA key outside the sizes go-libp2p accepts ([`MIN_RSA_BITS`] to [`MAX_RSA_BITS`]).
+    #[error("RSA key of {bits} bits (accepted: {MIN_RSA_BITS} to {MAX_RSA_BITS})")]
+    RsaKeySize {
+        /// The modulus size, in bits.
+        bits: usize,
+    },
 }
+
+/// The smallest RSA identity accepted (go-libp2p's `MinRsaKeyBits`; smaller keys are
+/// forgeable).
+pub const MIN_RSA_BITS: usize = 2048;
+/// The largest RSA identity accepted (go-libp2p's `maxRsaKeyBits`: verifying a bigger key
+/// costs a remote's CPU for nothing).
+pub const MAX_RSA_BITS: usize = 8192;
 
 /// The `KeyType` of the `PublicKey` protobuf (spec §1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -360,17 +373,72 @@ pub fn peer_id_from_public_key_protobuf(bytes: &[u8]) -> Result<PeerId, Error> {
     }
 }
 
-/// Decodes a `PublicKey` protobuf into a [`PublicKey`] this build can verify signatures
-/// with (Ed25519), after the strict checks of [`decode_public_key_protobuf`].
+/// Decodes a `PublicKey` protobuf of any key type (Ed25519, secp256k1, ECDSA P-256, RSA)
+/// into a [`PublicKey`] that can verify signatures, after the strict checks of
+/// [`decode_public_key_protobuf`] and [`check_remote_key`].
 pub fn decode_public_key(bytes: &[u8]) -> Result<PublicKey, Error> {
     let (key_type, _) = decode_public_key_protobuf(bytes)?;
-    if key_type != KeyType::Ed25519 {
-        return Err(Error::UnsupportedKeyType(key_type));
-    }
-    PublicKey::try_decode_protobuf(bytes).map_err(|_| Error::BadKeyData {
+    let key = PublicKey::try_decode_protobuf(bytes).map_err(|_| Error::BadKeyData {
         key_type,
-        reason: "not a valid Ed25519 point",
-    })
+        reason: match key_type {
+            KeyType::Ed25519 => "not a valid Ed25519 point",
+            KeyType::Secp256k1 => "not a valid secp256k1 point",
+            KeyType::Ecdsa => "not a valid ECDSA P-256 public key",
+            KeyType::Rsa => "not a valid RSA public key",
+        },
+    })?;
+    check_remote_key(&key)?;
+    Ok(key)
+}
+
+/// Checks what decoding alone does not: an RSA key's size is within [`MIN_RSA_BITS`] and
+/// [`MAX_RSA_BITS`], as go-libp2p requires of every remote identity.
+pub fn check_remote_key(key: &PublicKey) -> Result<(), Error> {
+    let Ok(rsa) = key.clone().try_into_rsa() else {
+        return Ok(());
+    };
+    let bits = rsa_modulus_bits(&rsa.encode_pkcs1()).ok_or(Error::BadKeyData {
+        key_type: KeyType::Rsa,
+        reason: "not a DER RSAPublicKey",
+    })?;
+    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+        return Err(Error::RsaKeySize { bits });
+    }
+    Ok(())
+}
+
+/// The bit length of the modulus of a DER `RSAPublicKey` (`SEQUENCE { INTEGER n, INTEGER e }`).
+fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
+    /// Splits one DER element with tag `tag` off the front: (contents, rest).
+    fn element(tag: u8, data: &[u8]) -> Option<(&[u8], &[u8])> {
+        let (&t, rest) = data.split_first()?;
+        if t != tag {
+            return None;
+        }
+        let (&first, rest) = rest.split_first()?;
+        let (len, rest) = if first < 0x80 {
+            (usize::from(first), rest)
+        } else {
+            let n = usize::from(first & 0x7f);
+            if n == 0 || n > 2 {
+                return None;
+            }
+            let (len_bytes, rest) = rest.split_at_checked(n)?;
+            let len = len_bytes
+                .iter()
+                .fold(0, |acc, b| (acc << 8) | usize::from(*b));
+            (len, rest)
+        };
+        rest.split_at_checked(len)
+    }
+    let (sequence, _) = element(0x30, der)?;
+    let (modulus, _) = element(0x02, sequence)?;
+    let digits = match modulus.iter().position(|b| *b != 0) {
+        Some(i) => modulus.get(i..)?,
+        None => return Some(0),
+    };
+    let leading = usize::try_from(digits.first()?.leading_zeros()).ok()?;
+    Some(digits.len() * 8 - leading)
 }
 
 /// The `PublicKey` protobuf inlined in an identity-multihash peer id (Ed25519, secp256k1),
@@ -487,19 +555,63 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_key_types_parse_but_do_not_decode() {
-        for pb in [SECP_PUB, ECDSA_PUB, RSA_PUB] {
+    fn every_key_type_decodes() {
+        for (pb, key_type) in [
+            (SECP_PUB, KeyType::Secp256k1),
+            (ECDSA_PUB, KeyType::Ecdsa),
+            (RSA_PUB, KeyType::Rsa),
+            (ED25519_PUB, KeyType::Ed25519),
+        ] {
             let pb = hex(pb);
-            let (t, _) = decode_public_key_protobuf(&pb).unwrap();
-            assert_eq!(decode_public_key(&pb), Err(Error::UnsupportedKeyType(t)));
+            let key = decode_public_key(&pb).unwrap();
+            assert_eq!(key.encode_protobuf(), pb, "{key_type:?} round trip");
         }
         let secp = parse_peer_id("16Uiu2HAmLhLvBoYaoZfaMUKuibM6ac163GwKY74c5kiSLg5KvLpY").unwrap();
-        assert_eq!(
-            public_key_from_peer_id(&secp),
-            Err(Error::UnsupportedKeyType(KeyType::Secp256k1))
-        );
+        let key = public_key_from_peer_id(&secp).unwrap().unwrap();
+        assert_eq!(key.to_peer_id(), secp);
         let ecdsa = parse_peer_id("QmVMT29id3TUASyfZZ6k9hmNyc2nYabCo4uMSpDw4zrgDk").unwrap();
         assert_eq!(public_key_from_peer_id(&ecdsa), Ok(None));
+    }
+
+    #[test]
+    fn rsa_key_sizes_outside_go_bounds_are_refused() {
+        // The spec's RSA vector is a 4096-bit key.
+        let key = PublicKey::try_decode_protobuf(&hex(RSA_PUB)).unwrap();
+        let rsa = key.clone().try_into_rsa().unwrap();
+        assert_eq!(rsa_modulus_bits(&rsa.encode_pkcs1()), Some(4096));
+        assert_eq!(check_remote_key(&key), Ok(()));
+        // A real 1024-bit key decodes, and is refused.
+        let small =
+            encode_public_key_protobuf(KeyType::Rsa, plait_testkit::rsa_keys::RSA_1024_PUBLIC);
+        let small_key = PublicKey::try_decode_protobuf(&small).unwrap();
+        assert_eq!(
+            check_remote_key(&small_key),
+            Err(Error::RsaKeySize { bits: 1024 })
+        );
+        assert_eq!(
+            decode_public_key(&small),
+            Err(Error::RsaKeySize { bits: 1024 })
+        );
+        // DER RSAPublicKey shapes: a 1024-bit and a 8200-bit modulus.
+        let modulus = |bytes: usize| {
+            let mut n = vec![0x00, 0x80];
+            n.resize(bytes + 1, 0x01);
+            n
+        };
+        let der = |n: Vec<u8>| {
+            let mut int = vec![0x02, 0x82];
+            int.extend_from_slice(&(n.len() as u16).to_be_bytes());
+            int.extend(n);
+            int.extend([0x02, 0x03, 0x01, 0x00, 0x01]);
+            let mut seq = vec![0x30, 0x82];
+            seq.extend_from_slice(&(int.len() as u16).to_be_bytes());
+            seq.extend(int);
+            seq
+        };
+        assert_eq!(rsa_modulus_bits(&der(modulus(128))), Some(1024));
+        assert_eq!(rsa_modulus_bits(&der(modulus(1025))), Some(8200));
+        assert_eq!(rsa_modulus_bits(&[0x30, 0x03, 0x02, 0x05, 0x00]), None);
+        assert_eq!(rsa_modulus_bits(&[]), None);
     }
 
     #[test]

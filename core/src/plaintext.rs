@@ -55,6 +55,9 @@ pub enum Error {
     /// The public key is malformed or of an unsupported type.
     #[error("invalid or unsupported public key: {0}")]
     InvalidKey(#[from] libp2p_identity::DecodingError),
+    /// The public key decodes but is not acceptable (an RSA key outside 2048 to 8192 bits).
+    #[error("public key rejected: {0}")]
+    RejectedKey(#[source] crate::identity::Error),
     /// The claimed peer id is not the id of the sent key.
     #[error("claimed peer id {claimed} does not match the key's peer id {actual}")]
     IdKeyMismatch {
@@ -156,6 +159,7 @@ impl Plaintext {
         };
         let msg = Exchange::decode(msg)?;
         let remote_key = PublicKey::try_decode_protobuf(&msg.pubkey.ok_or(Error::MissingKey)?)?;
+        crate::identity::check_remote_key(&remote_key).map_err(Error::RejectedKey)?;
         let claimed = PeerId::from_bytes(&msg.id.ok_or(Error::MissingId)?)?;
         let actual = remote_key.to_peer_id();
         if claimed != actual {
@@ -240,6 +244,44 @@ mod tests {
         let ob = b.into_outcome().unwrap();
         assert_eq!(ob.remote_peer, pa);
         assert_eq!(ob.remote_key, key(1).public());
+    }
+
+    #[test]
+    fn every_key_type_is_exchanged_and_checked() {
+        let keys = crate::noise::tests::every_key_type();
+        for (name_a, a) in &keys {
+            for (name_b, b) in &keys {
+                let (pa, pb) = (a.public().to_peer_id(), b.public().to_peer_id());
+                if pa == pb {
+                    continue;
+                }
+                let mut ma = Plaintext::new(&Config::new(a.public()), Some(pb));
+                let mut mb = Plaintext::new(&Config::new(b.public()), None);
+                let (mut ab, mut ba) = (BytesMut::new(), BytesMut::new());
+                ma.poll_transmit(&mut ab).unwrap();
+                mb.poll_transmit(&mut ba).unwrap();
+                mb.handle_input(&mut ab).unwrap();
+                ma.handle_input(&mut ba).unwrap();
+                let (oa, ob) = (ma.into_outcome().unwrap(), mb.into_outcome().unwrap());
+                assert_eq!(oa.remote_key, b.public(), "{name_a} -> {name_b}");
+                assert_eq!(ob.remote_peer, pa, "{name_a} -> {name_b}");
+            }
+        }
+        // A 1024-bit RSA key is refused.
+        let small = crate::identity::encode_public_key_protobuf(
+            crate::identity::KeyType::Rsa,
+            plait_testkit::rsa_keys::RSA_1024_PUBLIC,
+        );
+        let small = PublicKey::try_decode_protobuf(&small).unwrap();
+        let mut theirs = BytesMut::new();
+        Plaintext::new(&Config::new(small), None).poll_transmit(&mut theirs);
+        let mut ours = machine(1, None);
+        assert!(matches!(
+            ours.handle_input(&mut theirs),
+            Err(Error::RejectedKey(crate::identity::Error::RsaKeySize {
+                bits: 1024
+            }))
+        ));
     }
 
     #[test]

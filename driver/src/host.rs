@@ -28,8 +28,12 @@ const MAX_QUEUED_EVENTS: usize = 1024;
 /// A host's settings.
 #[derive(Debug, Clone)]
 pub struct HostConfig {
-    /// Our identity.
+    /// Our identity: Ed25519 (the default for new identities), secp256k1, ECDSA P-256 or RSA.
     pub keypair: Keypair,
+    /// The libp2p protobuf encoding `keypair` was loaded from, if it was, with its peer id
+    /// (what [`HostConfig::private_key_protobuf`] returns for RSA keys, which cannot be
+    /// re-encoded, while `keypair` is still that key).
+    private_key_protobuf: Option<(Vec<u8>, PeerId)>,
     /// Noise (default) or insecure plaintext.
     pub security: Security,
     /// Connection and stream limits.
@@ -43,6 +47,7 @@ impl HostConfig {
     pub fn new(keypair: Keypair) -> Self {
         Self {
             keypair,
+            private_key_protobuf: None,
             security: Security::Noise,
             limits: Limits::default(),
             upgrade_timeout: plait_core::upgrade::DEFAULT_UPGRADE_TIMEOUT,
@@ -52,6 +57,30 @@ impl HostConfig {
     /// A fresh random identity.
     pub fn random() -> Self {
         Self::new(Keypair::generate_ed25519())
+    }
+
+    /// Defaults for an existing identity: a private key in the libp2p protobuf encoding, of any
+    /// key type (what go-libp2p's `crypto.MarshalPrivateKey` and rust-libp2p's
+    /// `Keypair::to_protobuf_encoding` write), so a node keeps its peer id.
+    pub fn from_private_key_protobuf(bytes: &[u8]) -> Result<Self, Error> {
+        let keypair =
+            Keypair::from_protobuf_encoding(bytes).map_err(|e| Error::Identity(Arc::new(e)))?;
+        let peer = keypair.public().to_peer_id();
+        let mut config = Self::new(keypair);
+        config.private_key_protobuf = Some((bytes.to_vec(), peer));
+        Ok(config)
+    }
+
+    /// The identity's private key in the libp2p protobuf encoding, to save and load again with
+    /// [`HostConfig::from_private_key_protobuf`]. Keep it secret: it is the node's identity.
+    pub fn private_key_protobuf(&self) -> Result<Vec<u8>, Error> {
+        match &self.private_key_protobuf {
+            Some((bytes, peer)) if *peer == self.keypair.public().to_peer_id() => Ok(bytes.clone()),
+            _ => self
+                .keypair
+                .to_protobuf_encoding()
+                .map_err(|e| Error::Identity(Arc::new(e))),
+        }
     }
 
     /// Uses `security`.
@@ -197,6 +226,8 @@ pub(crate) struct Inner<R: Runtime> {
     streams: HashMap<StreamRequestId, Waiter<Result<Stream<R>, Error>>>,
     dials: HashMap<ConnectionId, Waiter<Result<PeerId, Error>>>,
     listens: HashMap<ListenerId, Waiter<Result<Multiaddr, Error>>>,
+    /// The address each pending `listen` asked for, to name it in errors.
+    listen_requests: HashMap<ListenerId, Multiaddr>,
     pings: HashMap<PeerId, Waiter<Result<Duration, Error>>>,
     events: VecDeque<HostEvent>,
     event_waker: Option<Waker>,
@@ -294,6 +325,7 @@ impl<R: Runtime> Inner<R> {
     fn dispatch(&mut self, shared: &Arc<Shared<R>>, event: Event) {
         match event {
             Event::ListenStarted { listener, addr } => {
+                self.listen_requests.remove(&listener);
                 self.listens
                     .entry(listener)
                     .or_default()
@@ -301,9 +333,13 @@ impl<R: Runtime> Inner<R> {
                 self.push_event(HostEvent::Listening(addr));
             }
             Event::ListenClosed { listener, error } => {
+                let addr = self.listen_requests.remove(&listener);
                 if let Some(w) = self.listens.get_mut(&listener) {
                     if w.result.is_none() {
-                        w.complete(Err(Error::Listen(error.unwrap_or_default())));
+                        w.complete(Err(Error::Listen {
+                            addr: addr.unwrap_or_else(Multiaddr::empty),
+                            reason: error.unwrap_or_else(|| "listener closed".into()),
+                        }));
                     }
                 }
             }
@@ -584,6 +620,7 @@ impl<R: Runtime> Host<R> {
                 streams: HashMap::new(),
                 dials: HashMap::new(),
                 listens: HashMap::new(),
+                listen_requests: HashMap::new(),
                 pings: HashMap::new(),
                 events: VecDeque::new(),
                 event_waker: None,
@@ -611,8 +648,9 @@ impl<R: Runtime> Host<R> {
             if inner.shut_down {
                 return Err(Error::Closed);
             }
-            let id = inner.swarm.listen(addr);
+            let id = inner.swarm.listen(addr.clone());
             inner.listens.insert(id, Waiter::default());
+            inner.listen_requests.insert(id, addr);
             inner.pump(&self.shared);
             id
         };
@@ -645,12 +683,23 @@ impl<R: Runtime> Host<R> {
                     .swarm
                     .add_addresses(now, peer, [addr.clone()], PERMANENT_ADDR_TTL);
             }
-            let id = inner.swarm.dial(now, addr)?;
+            let id = inner
+                .swarm
+                .dial(now, addr.clone())
+                .map_err(|error| Error::Dial {
+                    addr: addr.clone(),
+                    error,
+                })?;
             inner.dials.insert(id, Waiter::default());
             inner.pump(&self.shared);
             id
         };
-        self.wait(|inner| &mut inner.dials, connection, true).await
+        self.wait(|inner| &mut inner.dials, connection, true)
+            .await
+            .map_err(|e| match e {
+                Error::Swarm(error) => Error::Dial { addr, error },
+                other => other,
+            })
     }
 
     /// Remembers addresses of `peer` for [`new_stream`](Self::new_stream), permanently (go's
@@ -839,5 +888,44 @@ impl<R: Runtime> Host<R> {
             Poll::Pending
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_load_from_and_save_to_the_protobuf_encoding() {
+        let rsa = HostConfig::from_private_key_protobuf(plait_testkit::rsa_keys::RSA_2048_PROTOBUF)
+            .expect("go-style RSA key");
+        let from_pkcs8 = Keypair::rsa_from_pkcs8(&mut plait_testkit::rsa_keys::RSA_2048.to_vec())
+            .expect("pkcs8");
+        assert_eq!(rsa.keypair.public(), from_pkcs8.public());
+        assert_eq!(
+            rsa.private_key_protobuf().expect("saved"),
+            plait_testkit::rsa_keys::RSA_2048_PROTOBUF
+        );
+        for keypair in [
+            Keypair::generate_ed25519(),
+            Keypair::generate_secp256k1(),
+            Keypair::generate_ecdsa(),
+        ] {
+            let bytes = HostConfig::new(keypair.clone())
+                .private_key_protobuf()
+                .expect("encode");
+            let loaded = HostConfig::from_private_key_protobuf(&bytes).expect("decode");
+            assert_eq!(loaded.keypair.public(), keypair.public());
+            assert_eq!(loaded.private_key_protobuf().expect("again"), bytes);
+        }
+        // An RSA key that was not loaded from the encoding cannot be saved in it.
+        assert!(matches!(
+            HostConfig::new(from_pkcs8).private_key_protobuf(),
+            Err(Error::Identity(_))
+        ));
+        assert!(matches!(
+            HostConfig::from_private_key_protobuf(b"\x08\x09\x12\x00"),
+            Err(Error::Identity(_))
+        ));
     }
 }

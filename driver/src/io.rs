@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use futures_io::{AsyncRead, AsyncWrite};
+use plait_core::dial::TransportError;
 use plait_core::multiaddr::Multiaddr;
 use plait_core::swarm::{ConnectionId, ListenerId};
 
@@ -56,25 +57,29 @@ thread_local! {
 async fn resolve<R: Runtime>(
     runtime: &R,
     addr: &Multiaddr,
-) -> Result<Vec<std::net::SocketAddr>, String> {
+) -> Result<Vec<std::net::SocketAddr>, TransportError> {
     match multiaddr_to_socket(addr) {
         Some(Target::Socket(s)) => Ok(vec![s]),
         Some(Target::Dns { host, port, v4, v6 }) => {
             let all = runtime
-                .resolve(host, port)
+                .resolve(host.clone(), port)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| TransportError::Address(format!("resolving {host}: {e}")))?;
             let filtered: Vec<_> = all
                 .into_iter()
                 .filter(|a| (a.is_ipv4() && v4) || (a.is_ipv6() && v6))
                 .collect();
             if filtered.is_empty() {
-                Err(format!("no address of the right family for {addr}"))
+                Err(TransportError::Address(format!(
+                    "{host} has no address of the right family"
+                )))
             } else {
                 Ok(filtered)
             }
         }
-        None => Err(format!("unsupported address {addr}")),
+        None => Err(TransportError::Address(format!(
+            "unsupported address {addr}"
+        ))),
     }
 }
 
@@ -91,7 +96,7 @@ pub(crate) fn spawn_listener<R: Runtime>(
                 Ok(b) => Ok(b),
                 Err(e) => Err(e.to_string()),
             },
-            Err(e) => Err(e),
+            Err(e) => Err(e.to_string()),
         };
         let (socket, local) = match bound {
             Ok(b) => b,
@@ -225,7 +230,7 @@ pub(crate) fn spawn_dial<R: Runtime>(
     runtime.spawn(Box::pin(async move {
         let result = match resolve(&rt, &addr).await {
             Ok(addrs) => {
-                let mut last = String::from("no address");
+                let mut last = TransportError::Address("no address".into());
                 let mut tcp = None;
                 for a in addrs {
                     match rt.connect(a).await {
@@ -233,7 +238,7 @@ pub(crate) fn spawn_dial<R: Runtime>(
                             tcp = Some(t);
                             break;
                         }
-                        Err(e) => last = e.to_string(),
+                        Err(e) => last = TransportError::Io(e.kind()),
                     }
                 }
                 tcp.ok_or(last)

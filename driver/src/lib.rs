@@ -31,6 +31,7 @@ pub use addr::{multiaddr_to_socket, socket_to_multiaddr, Target};
 pub use host::{Host, HostConfig, HostEvent};
 pub use io::MAX_UPGRADE_BUFFERED;
 pub use plait_core;
+use plait_core::multiaddr::Multiaddr;
 pub use stream::Stream;
 
 /// A boxed, sendable future.
@@ -84,15 +85,32 @@ pub enum Error {
     /// A protocol id is not valid.
     #[error("invalid protocol id: {0}")]
     Protocol(#[from] plait_core::multistream::ProtocolError),
-    /// Listening failed.
-    #[error("listen failed: {0}")]
-    Listen(String),
+    /// Listening on an address failed.
+    #[error("listening on {addr} failed: {reason}")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why (the OS error of `bind`, or why the address cannot be used).
+        reason: String,
+    },
+    /// Dialing an address failed.
+    #[error("dialing {addr} failed: {error}")]
+    Dial {
+        /// The address dialed.
+        addr: Multiaddr,
+        /// Why.
+        error: plait_core::swarm::Error,
+    },
     /// A ping failed.
     #[error("ping failed: {0}")]
     Ping(String),
     /// The host configuration is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// A private key in the libp2p protobuf encoding could not be loaded (or saved: this
+    /// build cannot encode RSA keys it did not load from that encoding).
+    #[error("identity key: {0}")]
+    Identity(#[source] Arc<plait_core::identity::DecodingError>),
     /// The host was shut down.
     #[error("host is closed")]
     Closed,

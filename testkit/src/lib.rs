@@ -13,3 +13,19 @@ pub fn start() -> Instant {
     static START: OnceLock<Instant> = OnceLock::new();
     *START.get_or_init(Instant::now)
 }
+
+/// RSA private keys for tests (PKCS#8 DER, as `libp2p_identity::Keypair::rsa_from_pkcs8`
+/// takes them), generated once with `openssl genpkey -algorithm RSA`: RSA keys cannot be
+/// generated through libp2p-identity.
+pub mod rsa_keys {
+    /// The public half (DER `SubjectPublicKeyInfo`) of a 1024-bit key: below what libp2p peers
+    /// accept (and what ring signs with, so there is no private half).
+    pub const RSA_1024_PUBLIC: &[u8] = include_bytes!("../keys/rsa1024.spki");
+    /// A 2048-bit key (the seed's `makeBasicHost` size).
+    pub const RSA_2048: &[u8] = include_bytes!("../keys/rsa2048.pk8");
+    /// The 2048-bit key as a libp2p `PrivateKey` protobuf (type RSA, PKCS#1 DER data), as
+    /// go-libp2p's `crypto.MarshalPrivateKey` writes it.
+    pub const RSA_2048_PROTOBUF: &[u8] = include_bytes!("../keys/rsa2048.protobuf");
+    /// A 4096-bit key.
+    pub const RSA_4096: &[u8] = include_bytes!("../keys/rsa4096.pk8");
+}

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use plait_core::dial::peerstore::PERMANENT_ADDR_TTL;
+use plait_core::dial::TransportError;
 use plait_core::identity::keypair_from_seed;
 use plait_core::multiaddr::{Multiaddr, Protocol};
 use plait_core::multistream::Protocol as ProtocolId;
@@ -158,9 +159,10 @@ impl Node {
                         self.swarm.handle_connected(now, connection);
                         self.sockets.insert(connection, Socket::new(tcp));
                     }
-                    Err(e) => self
-                        .swarm
-                        .handle_dial_failed(now, connection, e.to_string()),
+                    Err(e) => {
+                        self.swarm
+                            .handle_dial_failed(now, connection, TransportError::Io(e.kind()))
+                    }
                 }
             }
             Command::Close { connection } => {

@@ -28,6 +28,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use plait_core::dial::TransportError;
 use plait_core::identity::{keypair_from_seed, PeerId};
 use plait_core::multiaddr::{Multiaddr, Protocol as AddrProto};
 use plait_core::multistream::Protocol;
@@ -136,7 +137,10 @@ enum Action {
     /// The dialer's socket is connected.
     Connected { link: LinkId },
     /// The dial failed.
-    DialFailed { link: LinkId, reason: String },
+    DialFailed {
+        link: LinkId,
+        reason: TransportError,
+    },
     /// Bytes arrive at side `to`.
     Data {
         link: LinkId,
@@ -745,7 +749,7 @@ impl NetSim {
                 Duration::ZERO,
                 Action::DialFailed {
                     link,
-                    reason: "unsupported address".into(),
+                    reason: TransportError::Address("unsupported address".into()),
                 },
             ),
         }
@@ -947,7 +951,7 @@ impl NetSim {
                         latency,
                         Action::DialFailed {
                             link,
-                            reason: "connection refused".into(),
+                            reason: TransportError::Io(std::io::ErrorKind::ConnectionRefused),
                         },
                     );
                     return;

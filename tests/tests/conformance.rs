@@ -521,7 +521,10 @@ async fn connection_limit<L: TestRuntime, D: TestRuntime>() {
     let (lrt2, listener2, addr2) = listener_host::<L>(config(Security::Noise), &probe).await;
     let over = step("dial over limit", pair.dialer.dial(addr2)).await;
     match over {
-        Err(plait_driver::Error::Swarm(plait_core::swarm::Error::Limit(_))) => {}
+        Err(plait_driver::Error::Dial {
+            error: plait_core::swarm::Error::Limit(_),
+            ..
+        }) => {}
         other => panic!("expected a limit error, got {other:?}"),
     }
     // The first connection still works.

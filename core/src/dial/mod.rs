@@ -118,22 +118,35 @@ pub enum AttemptProgress {
     TcpConnected,
 }
 
-/// Why the swarm's connection attempt failed (reported by the driver).
+/// Why a connection attempt failed: reported by the driver (the socket) or by the swarm (the
+/// upgrade).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
-    /// The transport failed with this I/O error kind.
-    #[error("i/o error: {0:?}")]
+    /// The socket could not be connected: refused, unreachable, timed out in the OS, ...
+    #[error("{}", std::io::Error::from(*.0))]
     Io(std::io::ErrorKind),
-    /// The security or muxer upgrade failed.
-    #[error("upgrade failed: {0}")]
-    Upgrade(String),
+    /// The address could not be resolved or used (DNS failure, no address of its family).
+    #[error("{0}")]
+    Address(String),
     /// The remote authenticated as another peer.
-    #[error("peer id mismatch: connected to {obtained}")]
+    #[error("wrong peer id: the remote is {obtained}")]
     PeerIdMismatch {
         /// The peer that answered.
         obtained: PeerId,
     },
+    /// The remote's identity key is of an unsupported type, malformed, or refused.
+    #[error("unsupported or invalid identity key: {0}")]
+    IdentityKey(String),
+    /// The remote supports none of our security protocols or muxers.
+    #[error("negotiation failed: {0}")]
+    Negotiation(String),
+    /// The upgrade did not finish within its timeout.
+    #[error("upgrade timed out")]
+    UpgradeTimeout,
+    /// The security or muxer upgrade failed otherwise.
+    #[error("upgrade failed: {0}")]
+    Upgrade(String),
     /// The attempt was cancelled by the driver (go `context.Canceled`): adds no backoff.
     #[error("cancelled")]
     Cancelled,
@@ -217,8 +230,9 @@ impl fmt::Display for DialFailure {
 }
 
 /// A failed dial request: the cause and every address that was dropped or failed, and why.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("failed to dial {peer}: {cause} ({} address errors)", .addrs.len())]
+/// Its `Display` names each address with its cause:
+/// `failed to dial 12D3…: all dials failed: /ip4/127.0.0.1/tcp/4001: connection refused`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DialError {
     /// The peer.
     pub peer: PeerId,
@@ -229,6 +243,22 @@ pub struct DialError {
     /// Addresses beyond [`MAX_DIAL_ADDRS`] that were not considered.
     pub ignored: usize,
 }
+
+impl fmt::Display for DialError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "failed to dial {}: {}", self.peer, self.cause)?;
+        for (i, (addr, error)) in self.addrs.iter().enumerate() {
+            let sep = if i == 0 { ": " } else { "; " };
+            write!(f, "{sep}{addr}: {error}")?;
+        }
+        if self.ignored > 0 {
+            write!(f, " ({} more addresses not tried)", self.ignored)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DialError {}
 
 /// Output of the [`DialScheduler`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -365,6 +365,7 @@ impl Handshake {
         let payload = NoiseHandshakePayload::decode(payload)?;
         let key_bytes = payload.identity_key.ok_or(Error::MissingIdentityKey)?;
         let remote_key = PublicKey::try_decode_protobuf(&key_bytes)?;
+        crate::identity::check_remote_key(&remote_key).map_err(Error::RejectedKey)?;
         let remote_peer = remote_key.to_peer_id();
         if let Some(expected) = self.expected {
             if expected != remote_peer {

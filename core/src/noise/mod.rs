@@ -44,7 +44,7 @@
 mod handshake;
 mod payload;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod transport;
 
 pub use handshake::{Config, Handshake, Outcome};
@@ -99,6 +99,9 @@ pub enum Error {
     /// The identity key is malformed or of an unsupported type.
     #[error("invalid or unsupported identity key: {0}")]
     InvalidKey(#[from] libp2p_identity::DecodingError),
+    /// The identity key decodes but is not acceptable (an RSA key outside 2048 to 8192 bits).
+    #[error("identity key rejected: {0}")]
+    RejectedKey(#[source] crate::identity::Error),
     /// The identity signature does not sign the static key received in the handshake.
     #[error("identity signature over the noise static key is invalid")]
     BadSignature,

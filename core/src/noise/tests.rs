@@ -302,6 +302,50 @@ fn handshake_both_roles_and_leftover_bytes_kept() {
     assert_eq!(&ti.decrypt(&mut wire).unwrap().unwrap()[..], b"pong");
 }
 
+/// One identity of each libp2p key type (RSA 2048 and 4096 bits, from the test kit's keys).
+pub(crate) fn every_key_type() -> Vec<(&'static str, Keypair)> {
+    use plait_testkit::rsa_keys::{RSA_2048, RSA_4096};
+    vec![
+        ("ed25519", key(9)),
+        ("secp256k1", Keypair::generate_secp256k1()),
+        ("ecdsa", Keypair::generate_ecdsa()),
+        (
+            "rsa2048",
+            Keypair::rsa_from_pkcs8(&mut RSA_2048.to_vec()).unwrap(),
+        ),
+        (
+            "rsa4096",
+            Keypair::rsa_from_pkcs8(&mut RSA_4096.to_vec()).unwrap(),
+        ),
+    ]
+}
+
+#[test]
+fn every_key_type_authenticates_in_both_roles() {
+    let keys = every_key_type();
+    for (name_a, a) in &keys {
+        for (name_b, b) in &keys {
+            let (ca, cb) = (
+                Config::new(a.clone(), [1; 32]).unwrap(),
+                Config::new(b.clone(), [2; 32]).unwrap(),
+            );
+            if ca.local_peer_id() == cb.local_peer_id() {
+                continue;
+            }
+            let r = run(&ca, &cb, Some(cb.local_peer_id()));
+            let (_, oi) = r
+                .init
+                .unwrap_or_else(|e| panic!("{name_a} -> {name_b}: {e}"));
+            let (_, or) = r
+                .resp
+                .unwrap_or_else(|e| panic!("{name_a} -> {name_b}: {e}"));
+            assert_eq!(oi.remote_key, b.public(), "{name_a} -> {name_b}");
+            assert_eq!(or.remote_key, a.public(), "{name_a} -> {name_b}");
+            assert_eq!(or.remote_peer, a.public().to_peer_id());
+        }
+    }
+}
+
 #[test]
 fn handshakes_from_one_config_use_fresh_ephemerals() {
     let a = config(1);

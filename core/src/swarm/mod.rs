@@ -241,9 +241,9 @@ pub enum Error {
     /// Dialing the peer failed; the error lists every address and why.
     #[error(transparent)]
     Dial(Box<DialError>),
-    /// Opening the socket failed.
-    #[error("transport: {0}")]
-    Transport(String),
+    /// Opening the socket failed, or the connection failed before it was established.
+    #[error(transparent)]
+    Transport(TransportError),
     /// The upgrade or the connection failed.
     #[error("connection: {0}")]
     Connection(String),
@@ -259,6 +259,32 @@ pub enum Error {
     /// The connection closed before the request completed.
     #[error("connection closed")]
     Closed,
+}
+
+/// Why a connection that was not established yet failed, in the terms of a dial attempt.
+fn transport_cause(error: &connection::Error) -> TransportError {
+    use crate::upgrade::Error as U;
+    match error {
+        connection::Error::Upgrade(U::WrongPeer { actual, .. }) => {
+            TransportError::PeerIdMismatch { obtained: **actual }
+        }
+        connection::Error::Upgrade(U::Noise(noise::Error::PeerIdMismatch { actual, .. }))
+        | connection::Error::Upgrade(U::Plaintext(crate::plaintext::Error::PeerIdMismatch {
+            actual,
+            ..
+        })) => TransportError::PeerIdMismatch { obtained: **actual },
+        connection::Error::Upgrade(U::Noise(
+            e @ (noise::Error::InvalidKey(_) | noise::Error::RejectedKey(_)),
+        )) => TransportError::IdentityKey(e.to_string()),
+        connection::Error::Upgrade(U::Plaintext(
+            e @ (crate::plaintext::Error::InvalidKey(_) | crate::plaintext::Error::RejectedKey(_)),
+        )) => TransportError::IdentityKey(e.to_string()),
+        connection::Error::Upgrade(U::Negotiation(e)) | connection::Error::Negotiation(e) => {
+            TransportError::Negotiation(e.to_string())
+        }
+        connection::Error::Upgrade(U::Timeout(_)) => TransportError::UpgradeTimeout,
+        other => TransportError::Upgrade(other.to_string()),
+    }
 }
 
 impl From<connection::Error> for Error {
@@ -653,7 +679,12 @@ impl Swarm {
     }
 
     /// Driver: opening the socket of a dialed connection failed.
-    pub fn handle_dial_failed(&mut self, now: Instant, connection: ConnectionId, error: String) {
+    pub fn handle_dial_failed(
+        &mut self,
+        now: Instant,
+        connection: ConnectionId,
+        error: TransportError,
+    ) {
         self.remove_connection(now, connection, Some(Error::Transport(error)));
     }
 
@@ -716,7 +747,10 @@ impl Swarm {
                             self.attempts.insert(attempt, connection);
                         }
                         Err(e) => {
-                            let cause = TransportError::Other(e.to_string());
+                            let cause = match e {
+                                Error::Transport(cause) => cause,
+                                other => TransportError::Other(other.to_string()),
+                            };
                             let _ = self.dialer.handle_attempt_failed(now, attempt, cause);
                         }
                     }
@@ -1472,7 +1506,13 @@ impl Swarm {
                     }))
                 }
                 connection::Event::Closed { error } => {
-                    self.remove_connection(now, connection, error.map(Into::into));
+                    // Before it was established, a connection's end is a failed attempt: say
+                    // why in transport terms (wrong peer, key, negotiation, timeout).
+                    let error = match (entry.established_at, error) {
+                        (None, Some(e)) => Some(Error::Transport(transport_cause(&e))),
+                        (_, e) => e.map(Into::into),
+                    };
+                    self.remove_connection(now, connection, error);
                     return;
                 }
             }
@@ -1488,7 +1528,7 @@ impl Swarm {
         if let Some(attempt) = entry.attempt {
             self.attempts.remove(&attempt);
             let cause = match &error {
-                Some(Error::Transport(e)) => TransportError::Other(e.clone()),
+                Some(Error::Transport(e)) => e.clone(),
                 Some(Error::Connection(e)) => TransportError::Upgrade(e.clone()),
                 Some(other) => TransportError::Other(other.to_string()),
                 None => TransportError::Other("connection closed during upgrade".into()),
