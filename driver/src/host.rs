@@ -128,6 +128,8 @@ pub enum HostEvent {
         /// Why.
         error: String,
     },
+    /// The consumer of [`Host::next_event`] fell behind: this many older events were dropped.
+    Lagged(u64),
     /// Accepting on a listener failed (e.g. the process ran out of file descriptors). The
     /// listener keeps going: it retries after `retry_in`, which doubles on each failure in a
     /// row (5 ms up to 1 s).
@@ -193,7 +195,11 @@ impl<T> Default for Waiter<T> {
 }
 
 impl<T> Waiter<T> {
+    /// Stores the answer (the first one: a later one is dropped) and wakes the caller.
     fn complete(&mut self, value: T) {
+        if self.result.is_some() {
+            return;
+        }
         self.result = Some(value);
         if let Some(w) = self.waker.take() {
             w.wake();
@@ -228,9 +234,13 @@ pub(crate) struct Inner<R: Runtime> {
     listens: HashMap<ListenerId, Waiter<Result<Multiaddr, Error>>>,
     /// The address each pending `listen` asked for, to name it in errors.
     listen_requests: HashMap<ListenerId, Multiaddr>,
-    pings: HashMap<PeerId, Waiter<Result<Duration, Error>>>,
+    pings: HashMap<StreamRequestId, Waiter<Result<Duration, Error>>>,
     events: VecDeque<HostEvent>,
-    event_waker: Option<Waker>,
+    /// Every `next_event` call waiting for an event.
+    event_wakers: Vec<Waker>,
+    /// Events dropped (oldest first) since `next_event` last ran, reported as
+    /// [`HostEvent::Lagged`].
+    lagged: u64,
     pub(crate) shut_down: bool,
 }
 
@@ -408,16 +418,22 @@ impl<R: Runtime> Inner<R> {
                     .unwrap_or_else(|| self.swarm.local_peer_id());
                 self.wake_connection(stream.connection);
                 let s = Stream::new(shared.clone(), stream, peer, protocol);
-                self.streams.entry(request).or_default().complete(Ok(s));
+                match self.streams.get_mut(&request) {
+                    Some(waiter) => waiter.complete(Ok(s)),
+                    // Its `new_stream` was cancelled: close the stream (its drop takes the
+                    // lock, so after it is released).
+                    None => self.deferred.push(Box::new(move || drop(s))),
+                }
             }
             Event::StreamOpenFailed { request, error } => {
-                self.streams
-                    .entry(request)
-                    .or_default()
-                    .complete(Err(error.into()));
+                if let Some(waiter) = self.streams.get_mut(&request) {
+                    waiter.complete(Err(error.into()));
+                }
             }
-            Event::PingResult { peer, result } => {
-                if let Some(w) = self.pings.get_mut(&peer) {
+            Event::PingResult {
+                request, result, ..
+            } => {
+                if let Some(w) = self.pings.get_mut(&request) {
                     w.complete(result.map_err(Error::Ping));
                 }
             }
@@ -500,9 +516,10 @@ impl<R: Runtime> Inner<R> {
     pub(crate) fn push_event(&mut self, event: HostEvent) {
         if self.events.len() >= MAX_QUEUED_EVENTS {
             self.events.pop_front();
+            self.lagged += 1;
         }
         self.events.push_back(event);
-        if let Some(w) = self.event_waker.take() {
+        for w in self.event_wakers.drain(..) {
             w.wake();
         }
     }
@@ -623,7 +640,8 @@ impl<R: Runtime> Host<R> {
                 listen_requests: HashMap::new(),
                 pings: HashMap::new(),
                 events: VecDeque::new(),
-                event_waker: None,
+                event_wakers: Vec::new(),
+                lagged: 0,
                 shut_down: false,
             }),
             io_buffered: AtomicUsize::new(0),
@@ -761,21 +779,20 @@ impl<R: Runtime> Host<R> {
     }
 
     /// Pings `peer` over `/ipfs/ping/1.0.0` (dialing if needed); returns the round-trip time.
-    /// Concurrent pings of one peer share one answer.
+    /// Every call sends its own ping on its own stream, so concurrent calls are independent.
     pub async fn ping(&self, peer: PeerId) -> Result<Duration, Error> {
-        {
+        let request = {
             let mut inner = self.shared.lock();
             if inner.shut_down {
                 return Err(Error::Closed);
             }
-            if !inner.pings.contains_key(&peer) {
-                let now = inner.runtime.now();
-                inner.pings.insert(peer, Waiter::default());
-                inner.swarm.ping(now, peer);
-                inner.pump(&self.shared);
-            }
-        }
-        self.wait(|inner| &mut inner.pings, peer, true).await
+            let now = inner.runtime.now();
+            let request = inner.swarm.ping(now, peer);
+            inner.pings.insert(request, Waiter::default());
+            inner.pump(&self.shared);
+            request
+        };
+        self.wait(|inner| &mut inner.pings, request, true).await
     }
 
     /// What `peer` told us through identify, while we are connected to it.
@@ -812,14 +829,23 @@ impl<R: Runtime> Host<R> {
             .push((Matcher::Predicate(Arc::new(matcher)), Arc::new(handler)));
     }
 
-    /// The next connection or listener event.
+    /// The next connection or listener event. The host keeps the latest 1024 events for
+    /// this; when more arrive before they are read, the oldest are dropped and the next call
+    /// returns [`HostEvent::Lagged`] with how many, before the events that were kept.
+    /// Concurrent callers each get different events; dropping a call loses nothing.
     pub async fn next_event(&self) -> HostEvent {
         poll_fn(|cx| {
             let mut inner = self.shared.lock();
+            if inner.lagged > 0 {
+                return Poll::Ready(HostEvent::Lagged(std::mem::take(&mut inner.lagged)));
+            }
             match inner.events.pop_front() {
                 Some(e) => Poll::Ready(e),
                 None => {
-                    inner.event_waker = Some(cx.waker().clone());
+                    let waker = cx.waker();
+                    if !inner.event_wakers.iter().any(|w| w.will_wake(waker)) {
+                        inner.event_wakers.push(waker.clone());
+                    }
                     Poll::Pending
                 }
             }
@@ -859,13 +885,21 @@ impl<R: Runtime> Host<R> {
         shutdown(&self.shared);
     }
 
+    /// Waits for the answer stored under `key`. With `remove`, the waiter is removed once
+    /// answered, and also when this future is dropped first (a cancelled call leaves nothing a
+    /// later call could see).
     async fn wait<K: std::hash::Hash + Eq + Copy, T>(
         &self,
-        map: impl Fn(&mut Inner<R>) -> &mut HashMap<K, Waiter<Result<T, Error>>>,
+        map: fn(&mut Inner<R>) -> &mut HashMap<K, Waiter<Result<T, Error>>>,
         key: K,
         remove: bool,
     ) -> Result<T, Error> {
-        poll_fn(|cx| {
+        let mut cancel = CancelWaiter {
+            shared: &self.shared,
+            map,
+            key: remove.then_some(key),
+        };
+        let result = poll_fn(|cx| {
             let mut inner = self.shared.lock();
             let shut_down = inner.shut_down;
             let waiters = map(&mut inner);
@@ -887,7 +921,27 @@ impl<R: Runtime> Host<R> {
             waiter.waker = Some(cx.waker().clone());
             Poll::Pending
         })
-        .await
+        .await;
+        cancel.key = None;
+        result
+    }
+}
+
+/// Removes a waiter whose call was dropped before its answer came.
+struct CancelWaiter<'a, R: Runtime, K: std::hash::Hash + Eq, T> {
+    shared: &'a Shared<R>,
+    map: fn(&mut Inner<R>) -> &mut HashMap<K, Waiter<T>>,
+    key: Option<K>,
+}
+
+impl<R: Runtime, K: std::hash::Hash + Eq, T> Drop for CancelWaiter<'_, R, K, T> {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else {
+            return;
+        };
+        let removed = (self.map)(&mut self.shared.lock()).remove(&key);
+        // An answer that came meanwhile (a stream) is dropped here, the lock released.
+        drop(removed);
     }
 }
 

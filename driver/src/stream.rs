@@ -78,6 +78,20 @@ impl<R: Runtime> Stream<R> {
     }
 }
 
+/// The I/O error for a failed stream operation: `ConnectionReset` when the stream or its
+/// connection is gone (reset, closed, unknown), `BrokenPipe` for misuse of a live stream (a
+/// write after `close`).
+fn io_error(error: plait_core::swarm::Error) -> io::Error {
+    use plait_core::swarm::Error as E;
+    let kind = match error {
+        E::Unknown | E::Closed | E::Connection(_) | E::Transport(_) => {
+            io::ErrorKind::ConnectionReset
+        }
+        _ => io::ErrorKind::BrokenPipe,
+    };
+    io::Error::new(kind, error)
+}
+
 impl<R: Runtime> AsyncRead for Stream<R> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -103,7 +117,7 @@ impl<R: Runtime> AsyncRead for Stream<R> {
                     self.pending = chunk;
                 }
                 Ok(None) => return Poll::Ready(Ok(0)),
-                Err(e) => return Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+                Err(e) => return Poll::Ready(Err(io_error(e))),
             }
         }
         let n = buf.len().min(self.pending.len());
@@ -131,7 +145,7 @@ impl<R: Runtime> AsyncWrite for Stream<R> {
                 inner.wake_ready();
                 Poll::Ready(Ok(n))
             }
-            Err(e) => Poll::Ready(Err(io::Error::new(io::ErrorKind::BrokenPipe, e))),
+            Err(e) => Poll::Ready(Err(io_error(e))),
         }
     }
 
@@ -148,7 +162,7 @@ impl<R: Runtime> AsyncWrite for Stream<R> {
         let mut inner = self.shared.lock();
         let result = inner.swarm.finish(self.id);
         inner.wake_ready();
-        Poll::Ready(result.map_err(|e| io::Error::new(io::ErrorKind::BrokenPipe, e)))
+        Poll::Ready(result.map_err(io_error))
     }
 }
 

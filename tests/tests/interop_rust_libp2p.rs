@@ -53,9 +53,8 @@
 //!   are 0 only once disconnected. Its ping responder keeps one inbound stream per connection.
 //! - rust-yamux resets a stream dropped while open (that is how these tests reset), and sends
 //!   FIN for one dropped after our FIN.
-//! - When the connection goes away, a read or write that was waiting fails with
-//!   `ConnectionReset`; one that starts afterwards fails with `BrokenPipe` ("unknown connection
-//!   or stream"). Either way it is an error, never a clean EOF; the tests only require an error.
+//! - When the connection goes away, a read or write on its streams fails with
+//!   `ConnectionReset` (waiting or started afterwards), never a clean EOF.
 
 use std::time::{Duration, Instant};
 

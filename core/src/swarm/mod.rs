@@ -207,6 +207,8 @@ pub enum Event {
     StreamReset(StreamRef),
     /// The answer to [`Swarm::ping`].
     PingResult {
+        /// The ping, as [`Swarm::ping`] returned it.
+        request: StreamRequestId,
         /// The pinged peer.
         peer: PeerId,
         /// The round-trip time, or why the ping failed.
@@ -380,6 +382,8 @@ pub struct Swarm {
     retired: HashSet<StreamRef>,
     /// Stream requests the swarm made for its own services.
     internal: HashMap<StreamRequestId, (PeerId, Internal)>,
+    /// The open streams of our pings, with the request each answers.
+    ping_streams: HashMap<StreamRef, StreamRequestId>,
     /// What each connected peer told us through identify.
     peer_info: HashMap<PeerId, Box<crate::identify::Info>>,
     /// Connections that got output to send outside their own input and transmit calls (a
@@ -423,6 +427,7 @@ impl Swarm {
             services: HashMap::new(),
             retired: Default::default(),
             internal: HashMap::new(),
+            ping_streams: HashMap::new(),
             peer_info: HashMap::new(),
             wants_transmit: Vec::new(),
             last_now: None,
@@ -1097,8 +1102,8 @@ impl Swarm {
     }
 
     /// Pings `peer` once on a new `/ipfs/ping/1.0.0` stream (dialing if needed); answered by
-    /// [`Event::PingResult`].
-    pub fn ping(&mut self, now: Instant, peer: PeerId) {
+    /// [`Event::PingResult`] with the id returned here. Concurrent pings are independent.
+    pub fn ping(&mut self, now: Instant, peer: PeerId) -> StreamRequestId {
         // The pinger starts its clock when the opened stream is intercepted in `poll_event`,
         // which uses `last_now`: make it current, or the RTT includes the idle time before.
         self.last_now = Some(self.last_now.map_or(now, |t| t.max(now)));
@@ -1108,6 +1113,7 @@ impl Swarm {
             vec![Protocol::from_static(crate::ping::PROTOCOL)],
         );
         self.internal.insert(request, (peer, Internal::Ping));
+        request
     }
 
     /// What `peer` told us through identify, while connected.
@@ -1139,7 +1145,10 @@ impl Swarm {
             } if self.internal.contains_key(&request) => {
                 let (peer, kind) = self.internal.remove(&request)?;
                 let service = match kind {
-                    Internal::Ping => Service::ping(now, self.next_id()),
+                    Internal::Ping => {
+                        self.ping_streams.insert(stream, request);
+                        Service::ping(now, self.next_id())
+                    }
                     Internal::Identify => Service::identify(now, peer),
                 };
                 self.services.insert(stream, service);
@@ -1150,6 +1159,7 @@ impl Swarm {
                 let (peer, kind) = self.internal.remove(&request)?;
                 match kind {
                     Internal::Ping => Some(Event::PingResult {
+                        request,
                         peer,
                         result: Err(error.to_string()),
                     }),
@@ -1177,6 +1187,7 @@ impl Swarm {
                 let peer = self.connection_peer(stream.connection)?;
                 match service {
                     Service::Ping(_) => Some(Event::PingResult {
+                        request: self.ping_streams.remove(&stream)?,
                         peer,
                         result: Err("stream reset".into()),
                     }),
@@ -1337,7 +1348,15 @@ impl Swarm {
         };
         match outcome {
             Outcome::Done | Outcome::Abandoned => {}
-            Outcome::Ping(result) => self.events.push_back(Event::PingResult { peer, result }),
+            Outcome::Ping(result) => {
+                if let Some(request) = self.ping_streams.remove(&stream) {
+                    self.events.push_back(Event::PingResult {
+                        request,
+                        peer,
+                        result,
+                    });
+                }
+            }
             Outcome::Identify(Ok(info)) => {
                 let addrs = info.listen_addrs.clone();
                 self.add_addresses(
@@ -1537,6 +1556,24 @@ impl Swarm {
         }
         if !entry.closing && entry.socket_open {
             self.commands.push_back(Command::Close { connection });
+        }
+        // Pings running on the connection end with it.
+        let mut pings: Vec<(StreamRef, StreamRequestId)> = self
+            .ping_streams
+            .iter()
+            .filter(|(s, _)| s.connection == connection)
+            .map(|(s, r)| (*s, *r))
+            .collect();
+        pings.sort_by_key(|(_, r)| *r);
+        for (stream, request) in pings {
+            self.ping_streams.remove(&stream);
+            if let Some(peer) = entry.peer {
+                self.events.push_back(Event::PingResult {
+                    request,
+                    peer,
+                    result: Err("connection closed".into()),
+                });
+            }
         }
         let mut negotiating: Vec<StreamRequestId> = entry.requests.into_values().collect();
         negotiating.sort();
