@@ -81,6 +81,10 @@ pub struct ConnectionConfig {
     pub yamux: yamux::Config,
     /// The protocols inbound streams may negotiate.
     pub protocols: Arc<ProtocolSet>,
+    /// Inbound streams still negotiating, at most; more are reset at once.
+    pub max_negotiating_inbound_streams: usize,
+    /// How long an inbound stream may negotiate before it is reset.
+    pub inbound_negotiation_timeout: std::time::Duration,
 }
 
 /// Something that happened on a connection.
@@ -189,6 +193,10 @@ impl StreamState {
 
     /// Negotiated, with data or the end read during negotiation still to hand out: kept
     /// even once the session has forgotten the stream.
+    fn negotiating_inbound(&self) -> bool {
+        matches!(self.negotiation, Negotiation::Inbound(_))
+    }
+
     fn has_pending_read(&self) -> bool {
         matches!(self.negotiation, Negotiation::Done) && (self.eof || !self.buffer.is_empty())
     }
@@ -203,6 +211,10 @@ struct Live {
     pending_muxer: Option<Dialer>,
     session: Session,
     streams: HashMap<StreamId, StreamState>,
+    /// Inbound streams negotiating their protocol, with their deadlines, oldest first (the
+    /// timeout is the same for all, so also earliest deadline first). Entries whose stream has
+    /// finished negotiating are dropped before each insertion and at their deadline.
+    negotiating: VecDeque<(Instant, StreamId)>,
 }
 
 enum State {
@@ -221,6 +233,8 @@ pub struct Connection {
     pending_error: Option<Error>,
     /// After a protocol violation: when to give up sending Go Away.
     terminate_by: Option<Instant>,
+    /// The latest instant passed in (for deadlines set while handling events).
+    now: Instant,
 }
 
 impl Connection {
@@ -239,6 +253,7 @@ impl Connection {
             events: VecDeque::new(),
             pending_error: None,
             terminate_by: None,
+            now,
         })
     }
 
@@ -283,6 +298,7 @@ impl Connection {
     }
 
     fn try_input(&mut self, now: Instant, input: &mut BytesMut) -> Result<(), Error> {
+        self.now = self.now.max(now);
         if let State::Upgrading(upgrade) = &mut self.state {
             let status = upgrade.handle_input(now, input, &self.config.upgrade)?;
             if status == UpgradeStatus::Done || upgrade.is_usable() {
@@ -343,6 +359,7 @@ impl Connection {
         now: Instant,
         opened: Result<noise::Opened, noise::Error>,
     ) -> Result<(), Error> {
+        self.now = self.now.max(now);
         let State::Live(live) = &mut self.state else {
             return Ok(());
         };
@@ -394,6 +411,7 @@ impl Connection {
             pending_muxer: parts.pending_muxer,
             session: Session::new(mode, self.config.yamux.clone(), now),
             streams: HashMap::new(),
+            negotiating: VecDeque::new(),
         }));
         self.events.push_back(Event::Established { peer });
     }
@@ -406,6 +424,19 @@ impl Connection {
         while let Some(event) = live.session.poll_event() {
             match event {
                 yamux::Event::InboundStream(id) => {
+                    let streams = &live.streams;
+                    live.negotiating.retain(|(_, s)| {
+                        streams.get(s).is_some_and(StreamState::negotiating_inbound)
+                    });
+                    if live.negotiating.len() >= self.config.max_negotiating_inbound_streams {
+                        tracing::debug!(?id, "too many inbound streams negotiating: reset");
+                        if let Some(s) = live.session.stream(id) {
+                            let _ = s.reset();
+                        }
+                        continue;
+                    }
+                    let deadline = self.now + self.config.inbound_negotiation_timeout;
+                    live.negotiating.push_back((deadline, id));
                     let listener =
                         Listener::new(self.config.protocols.clone(), ListenerConfig::default());
                     live.streams
@@ -679,6 +710,25 @@ impl Connection {
                 }
             }
             State::Live(live) => {
+                self.now = self.now.max(now);
+                // Inbound streams that did not negotiate in time are reset.
+                while let Some(&(deadline, id)) = live.negotiating.front() {
+                    if deadline > now {
+                        break;
+                    }
+                    live.negotiating.pop_front();
+                    if live
+                        .streams
+                        .get(&id)
+                        .is_some_and(StreamState::negotiating_inbound)
+                    {
+                        tracing::debug!(?id, "inbound stream negotiation timed out: reset");
+                        live.streams.remove(&id);
+                        if let Some(s) = live.session.stream(id) {
+                            let _ = s.reset();
+                        }
+                    }
+                }
                 live.session.handle_timeout(now);
                 self.process_session_events();
                 if self.terminate_by.is_some_and(|t| now >= t) && !self.is_closed() {
@@ -695,10 +745,14 @@ impl Connection {
     pub fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
             State::Upgrading(upgrade) => upgrade.poll_timeout(),
-            State::Live(live) => match (live.session.poll_timeout(), self.terminate_by) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            },
+            State::Live(live) => [
+                live.session.poll_timeout(),
+                self.terminate_by,
+                live.negotiating.front().map(|(deadline, _)| *deadline),
+            ]
+            .into_iter()
+            .flatten()
+            .min(),
             State::Closed => None,
         }
     }

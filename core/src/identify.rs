@@ -507,22 +507,18 @@ mod tests {
             decode(Kind::Push, None, &wire),
             Err(Error::BadPublicKey(identity::Error::BadKeyProtobuf(_)))
         ));
-        // A secp256k1 key matching its remote is well formed but unusable in this build.
+        // A secp256k1 key matching its remote is accepted (every libp2p key type is).
         let secp =
             hex("08021221037777e994e452c21604f91de093ce415f5432f701dd8cd1a7a6fea0e630bfca99");
         let secp_peer = identity::peer_id_from_public_key_protobuf(&secp).unwrap();
         let msg = proto::Identify {
-            public_key: Some(Bytes::from(secp)),
+            public_key: Some(Bytes::from(secp.clone())),
             ..Default::default()
         };
         let mut wire = BytesMut::new();
         varint::encode_frame(&msg.encode_to_vec(), &mut wire);
-        assert_eq!(
-            decode(Kind::Push, Some(secp_peer), &wire),
-            Err(Error::BadPublicKey(identity::Error::UnsupportedKeyType(
-                identity::KeyType::Secp256k1
-            )))
-        );
+        let info = decode(Kind::Push, Some(secp_peer), &wire).unwrap();
+        assert_eq!(info.public_key.map(|k| k.encode_protobuf()), Some(secp));
     }
 
     #[test]

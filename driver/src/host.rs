@@ -890,7 +890,7 @@ impl<R: Runtime> Host<R> {
     /// later call could see).
     async fn wait<K: std::hash::Hash + Eq + Copy, T>(
         &self,
-        map: fn(&mut Inner<R>) -> &mut HashMap<K, Waiter<Result<T, Error>>>,
+        map: WaiterMap<R, K, Result<T, Error>>,
         key: K,
         remove: bool,
     ) -> Result<T, Error> {
@@ -927,10 +927,13 @@ impl<R: Runtime> Host<R> {
     }
 }
 
+/// Where the waiters of one kind of call live in [`Inner`].
+type WaiterMap<R, K, T> = fn(&mut Inner<R>) -> &mut HashMap<K, Waiter<T>>;
+
 /// Removes a waiter whose call was dropped before its answer came.
 struct CancelWaiter<'a, R: Runtime, K: std::hash::Hash + Eq, T> {
     shared: &'a Shared<R>,
-    map: fn(&mut Inner<R>) -> &mut HashMap<K, Waiter<T>>,
+    map: WaiterMap<R, K, T>,
     key: Option<K>,
 }
 

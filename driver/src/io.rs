@@ -517,9 +517,10 @@ pub(crate) fn spawn_timer<R: Runtime>(shared: Arc<Shared<R>>, runtime: &R) {
             }
             let now = rt.now();
             if inner.swarm.poll_timeout().is_some_and(|t| t <= now) {
+                // Wakes only the connections the timeout gave something to do (`pump` wakes
+                // those with output or a close).
                 inner.swarm.handle_timeout(now);
                 inner.pump(&shared);
-                inner.wake_all_connections();
             }
             inner.timer_waker = Some(cx.waker().clone());
             let next = inner.swarm.poll_timeout();

@@ -31,6 +31,8 @@ fn config(seed: u8, security: Security) -> Option<Arc<ConnectionConfig>> {
             .with_max_streams(16)
             .with_ping_interval(None),
         protocols: Arc::new(ProtocolSet::from_protocols([ECHO])),
+        max_negotiating_inbound_streams: 8,
+        inbound_negotiation_timeout: Duration::from_secs(10),
     }))
 }
 

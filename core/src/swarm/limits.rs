@@ -18,6 +18,13 @@ pub struct Limits {
     pub max_pending_incoming: usize,
     /// Streams per connection (yamux's limit). Default 8192.
     pub max_streams_per_connection: usize,
+    /// Inbound streams per connection still negotiating their protocol; beyond it new inbound
+    /// streams are reset at once. Default 128 (rust-libp2p's `max_negotiating_inbound_streams`),
+    /// so streams opened and never negotiated cannot take the connection's stream budget.
+    pub max_negotiating_inbound_streams: usize,
+    /// How long an inbound stream may take to negotiate its protocol before it is reset.
+    /// Default 10 s (go-libp2p's host negotiation timeout).
+    pub inbound_negotiation_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -27,6 +34,8 @@ impl Default for Limits {
             max_connections_per_peer: 8,
             max_pending_incoming: 128,
             max_streams_per_connection: 8192,
+            max_negotiating_inbound_streams: 128,
+            inbound_negotiation_timeout: Duration::from_secs(10),
         }
     }
 }

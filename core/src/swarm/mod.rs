@@ -382,6 +382,12 @@ pub struct Swarm {
     retired: HashSet<StreamRef>,
     /// Stream requests the swarm made for its own services.
     internal: HashMap<StreamRequestId, (PeerId, Internal)>,
+    /// A trim is under way: connections are closed, as their grace periods end, until the low
+    /// watermark is reached.
+    trimming: bool,
+    /// When the next connection leaves its grace period during a trim (always a future
+    /// instant when set: it is computed from connections still in grace).
+    next_trim: Option<Instant>,
     /// The open streams of our pings, with the request each answers.
     ping_streams: HashMap<StreamRef, StreamRequestId>,
     /// What each connected peer told us through identify.
@@ -413,6 +419,8 @@ impl Swarm {
                     Protocol::from_static(crate::ping::PROTOCOL),
                     Protocol::from_static(crate::identify::PROTOCOL),
                 ])),
+                max_negotiating_inbound_streams: config.limits.max_negotiating_inbound_streams,
+                inbound_negotiation_timeout: config.limits.inbound_negotiation_timeout,
             }),
             limits: config.limits,
             conn_manager: config.conn_manager,
@@ -428,6 +436,8 @@ impl Swarm {
             retired: Default::default(),
             internal: HashMap::new(),
             ping_streams: HashMap::new(),
+            trimming: false,
+            next_trim: None,
             peer_info: HashMap::new(),
             wants_transmit: Vec::new(),
             last_now: None,
@@ -1057,15 +1067,9 @@ impl Swarm {
             .connections
             .values()
             .filter_map(|c| c.conn.poll_timeout());
-        let grace = self
-            .connections
-            .values()
-            .filter_map(|c| c.established_at)
-            .map(|t| t + self.conn_manager.grace_period)
-            .filter(|_| self.num_established() > self.conn_manager.high_water);
         let services = self.services.values().filter_map(Service::poll_timeout);
         conns
-            .chain(grace)
+            .chain(self.next_trim)
             .chain(self.dialer.poll_timeout())
             .chain(services)
             .min()
@@ -1616,29 +1620,44 @@ impl Swarm {
     /// the low watermark, sparing protected peers and connections in their grace period, and
     /// closing those with the fewest streams, oldest first.
     fn trim_connections(&mut self, now: Instant) {
-        let established = self.num_established();
-        if established <= self.conn_manager.high_water {
+        let open = |c: &ConnEntry| c.established_at.is_some() && !c.closing;
+        let established = self.connections.values().filter(|c| open(c)).count();
+        // A trim starts above the high watermark and goes on (as grace periods end) down to
+        // the low one, as go-libp2p's connection manager does.
+        if established > self.conn_manager.high_water {
+            self.trimming = true;
+        }
+        self.next_trim = None;
+        if !self.trimming || established <= self.conn_manager.low_water {
+            self.trimming = false;
             return;
         }
-        let mut candidates: Vec<(usize, Instant, ConnectionId)> = self
-            .connections
-            .iter()
-            .filter_map(|(id, c)| {
-                let peer = c.peer?;
-                let at = c.established_at?;
-                let in_grace = now < at + self.conn_manager.grace_period;
-                (!in_grace && !self.protected.contains(&peer) && !c.closing).then_some((
-                    c.conn.num_streams(),
-                    at,
-                    *id,
-                ))
-            })
-            .collect();
+        let grace = self.conn_manager.grace_period;
+        let mut candidates: Vec<(usize, Instant, ConnectionId)> = Vec::new();
+        for (id, c) in &self.connections {
+            let (Some(peer), Some(at)) = (c.peer, c.established_at) else {
+                continue;
+            };
+            if c.closing || self.protected.contains(&peer) {
+                continue;
+            }
+            if now < at + grace {
+                // A candidate later: come back when its grace period ends (a future instant).
+                self.next_trim = Some(self.next_trim.map_or(at + grace, |t| t.min(at + grace)));
+                continue;
+            }
+            candidates.push((c.conn.num_streams(), at, *id));
+        }
         candidates.sort();
-        let excess = established.saturating_sub(self.conn_manager.low_water);
+        let excess = established - self.conn_manager.low_water;
+        let trimmed = candidates.len().min(excess);
         for (_, _, id) in candidates.into_iter().take(excess) {
             tracing::debug!(?id, "trimming connection");
             self.close_connection(now, id);
+        }
+        if trimmed == excess {
+            self.trimming = false;
+            self.next_trim = None;
         }
     }
 }

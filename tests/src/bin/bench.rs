@@ -178,6 +178,7 @@ fn big_limits() -> Limits {
         max_connections_per_peer: 8192,
         max_pending_incoming: 128,
         max_streams_per_connection: 16384,
+        ..Limits::default()
     }
 }
 
