@@ -48,7 +48,7 @@ pub use crate::connection::Transmit;
 pub use limits::{ConnManagerConfig, Limits};
 pub use services::{AGENT_VERSION, PROTOCOL_VERSION};
 
-use services::{Outcome, Service};
+use services::{Outcome, Running, Service};
 
 /// Identifies a connection of a swarm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -376,7 +376,7 @@ pub struct Swarm {
     /// Connections carrying out the scheduler's attempts.
     attempts: HashMap<AttemptId, ConnectionId>,
     /// Built-in protocols (ping, identify) running on streams.
-    services: HashMap<StreamRef, Service>,
+    services: HashMap<StreamRef, Running>,
     /// Streams whose built-in service ended but that still exist: their late events (the
     /// remote's end, a reset) are not the application's business.
     retired: HashSet<StreamRef>,
@@ -1051,7 +1051,7 @@ impl Swarm {
         let due: Vec<StreamRef> = self
             .services
             .iter()
-            .filter(|(_, s)| s.poll_timeout().is_some_and(|t| t <= now))
+            .filter(|(_, s)| s.service.poll_timeout().is_some_and(|t| t <= now))
             .map(|(id, _)| *id)
             .collect();
         for stream in due {
@@ -1067,7 +1067,10 @@ impl Swarm {
             .connections
             .values()
             .filter_map(|c| c.conn.poll_timeout());
-        let services = self.services.values().filter_map(Service::poll_timeout);
+        let services = self
+            .services
+            .values()
+            .filter_map(|r| r.service.poll_timeout());
         conns
             .chain(self.next_trim)
             .chain(self.dialer.poll_timeout())
@@ -1134,7 +1137,8 @@ impl Swarm {
             Event::InboundStream {
                 stream, protocol, ..
             } if protocol.as_str() == crate::ping::PROTOCOL => {
-                self.services.insert(stream, Service::ping_responder(now));
+                self.services
+                    .insert(stream, Running::new(Service::ping_responder(now)));
                 self.drive_service(now, stream);
                 None
             }
@@ -1155,7 +1159,7 @@ impl Swarm {
                     }
                     Internal::Identify => Service::identify(now, peer),
                 };
-                self.services.insert(stream, service);
+                self.services.insert(stream, Running::new(service));
                 self.drive_service(now, stream);
                 None
             }
@@ -1187,7 +1191,7 @@ impl Swarm {
             }
 
             Event::StreamReset(stream) if self.services.contains_key(&stream) => {
-                let service = self.services.remove(&stream)?;
+                let service = self.services.remove(&stream)?.service;
                 let peer = self.connection_peer(stream.connection)?;
                 match service {
                     Service::Ping(_) => Some(Event::PingResult {
@@ -1299,7 +1303,8 @@ impl Swarm {
         // The stream is gone only once the requester's end is read too.
         let now = self.last_now;
         if let Some(now) = now {
-            self.services.insert(stream, Service::drain(now));
+            self.services
+                .insert(stream, Running::new(Service::drain(now)));
             self.drive_service(now, stream);
         }
     }
@@ -1315,8 +1320,8 @@ impl Swarm {
         };
         let mut input = BytesMut::new();
         let mut eof = false;
-        loop {
-            match entry.conn.read(stream.stream, 64 * 1024) {
+        while input.len() < service.room() {
+            match entry.conn.read(stream.stream, service.room() - input.len()) {
                 Ok(Some(chunk)) if chunk.is_empty() => break,
                 Ok(Some(chunk)) => input.extend_from_slice(&chunk),
                 Ok(None) | Err(_) => {
@@ -1324,11 +1329,8 @@ impl Swarm {
                     break;
                 }
             }
-            if input.len() > crate::identify::MAX_MESSAGE_SIZE * crate::identify::MAX_MESSAGES {
-                break;
-            }
         }
-        let step = service.drive(now, &mut input, eof);
+        let step = service.drive(now, &input, eof);
         if !self.wants_transmit.contains(&stream.connection) {
             self.wants_transmit.push(stream.connection);
         }
@@ -1408,10 +1410,12 @@ impl Swarm {
 
     /// Bytes buffered by all connections (see [`Connection::buffered_bytes`]): a memory metric.
     pub fn buffered_bytes(&self) -> u64 {
+        let services: usize = self.services.values().map(Running::pending).sum();
         self.connections
             .values()
             .map(|c| c.conn.buffered_bytes())
-            .sum()
+            .sum::<u64>()
+            + services as u64
     }
 
     /// Forwards a connection's events and reacts to its state changes.

@@ -37,6 +37,48 @@ pub(super) enum Service {
     Drain { deadline: Instant },
 }
 
+/// The most a service keeps of what its stream received and it did not consume yet: a few
+/// identify messages of the largest size (a ping or pong is 32 bytes).
+pub(super) const MAX_PENDING_INPUT: usize = identify::MAX_MESSAGE_SIZE * identify::MAX_MESSAGES;
+
+/// A service with what it received and has not consumed yet (a message split across reads is
+/// completed by the next), so it gives the same result however its stream's bytes are chunked.
+pub(super) struct Running {
+    /// The service.
+    pub(super) service: Service,
+    pending: BytesMut,
+}
+
+impl Running {
+    /// Starts `service` with nothing received.
+    pub(super) fn new(service: Service) -> Self {
+        Self {
+            service,
+            pending: BytesMut::new(),
+        }
+    }
+
+    /// How many more bytes it takes (reading more than this waits for the next drive).
+    pub(super) fn room(&self) -> usize {
+        MAX_PENDING_INPUT.saturating_sub(self.pending.len())
+    }
+
+    /// Bytes received and not consumed yet.
+    pub(super) fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// Feeds `received` after what is pending (`eof`: the remote finished).
+    pub(super) fn drive(&mut self, now: Instant, received: &[u8], eof: bool) -> Step {
+        self.pending.extend_from_slice(received);
+        let step = self.service.drive(now, &mut self.pending, eof);
+        if step.outcome.is_some() || self.pending.is_empty() {
+            self.pending = BytesMut::new();
+        }
+        step
+    }
+}
+
 /// What a service has to report when it ends.
 pub(super) enum Outcome {
     /// Nothing (responders).
@@ -170,5 +212,75 @@ pub(super) fn local_info(
         protocols,
         observed_addr: observed,
         signed_peer_record: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn identify_bytes(remote: &libp2p_identity::Keypair) -> (Info, Vec<u8>) {
+        let protocols = (0..40).map(|i| format!("/plait/test/{i}/1.0.0")).collect();
+        let addrs = (0..20)
+            .map(|i| format!("/ip4/10.0.0.{i}/tcp/4001").parse().expect("addr"))
+            .collect();
+        let observed = "/ip4/127.0.0.1/tcp/5555".parse().ok();
+        let info = local_info(remote.public(), addrs, protocols, observed);
+        let mut wire = BytesMut::new();
+        identify::encode(&info, &mut wire).expect("encode");
+        (info, wire.to_vec())
+    }
+
+    /// Splits `data` at the given sizes (cycled), each at least one byte.
+    fn pieces<'a>(data: &'a [u8], sizes: &'a [usize]) -> impl Iterator<Item = &'a [u8]> + 'a {
+        let mut rest = data;
+        let mut i = 0;
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            let n = sizes[i % sizes.len()].clamp(1, rest.len());
+            i += 1;
+            let (piece, tail) = rest.split_at(n);
+            rest = tail;
+            Some(piece)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn identify_gives_the_same_answer_however_its_bytes_are_chunked(
+            sizes in proptest::collection::vec(1usize..300, 1..20),
+        ) {
+            let now = plait_testkit::start();
+            let remote = libp2p_identity::Keypair::ed25519_from_bytes([5; 32]).expect("key");
+            let (info, wire) = identify_bytes(&remote);
+            let mut running = Running::new(Service::identify(now, remote.public().to_peer_id()));
+            for piece in pieces(&wire, &sizes) {
+                let step = running.drive(now, piece, false);
+                prop_assert!(step.outcome.is_none());
+            }
+            let step = running.drive(now, &[], true);
+            match step.outcome {
+                Some(Outcome::Identify(Ok(got))) => prop_assert_eq!(*got, info),
+                _ => prop_assert!(false, "identify failed"),
+            }
+        }
+
+        #[test]
+        fn ping_answers_the_same_however_its_bytes_are_chunked(
+            sizes in proptest::collection::vec(1usize..40, 1..10),
+        ) {
+            let now = plait_testkit::start();
+            let payload: Vec<u8> = (0..96u8).collect();
+            let mut running = Running::new(Service::ping_responder(now));
+            let mut echoed = Vec::new();
+            for piece in pieces(&payload, &sizes) {
+                echoed.extend_from_slice(&running.drive(now, piece, false).output);
+            }
+            prop_assert_eq!(echoed, payload);
+        }
     }
 }
