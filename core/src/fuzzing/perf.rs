@@ -7,7 +7,7 @@ use crate::time::Instant;
 
 /// The most response bytes one fuzz run lets the server produce, so that a header asking
 /// for 2^64 − 1 bytes keeps a run short; beyond it the run ends by its time limit.
-const MAX_FUZZ_OUTPUT: u64 = 4 * BLOCK_SIZE as u64;
+pub const MAX_FUZZ_OUTPUT: u64 = 4 * BLOCK_SIZE as u64;
 
 /// The server side of `/perf/1.0.0` on arbitrary input.
 ///
