@@ -13,6 +13,7 @@
 //! | multiplexing | [`yamux`] |
 //! | one connection | [`upgrade`] (raw bytes → security → muxer), [`connection`] (streams) |
 //! | a host | [`swarm`] (connections per peer, handlers, [`ping`], [`identify`]), [`dial`] |
+//! | benchmarking | [`perf`] (`/perf/1.0.0`, off unless a driver serves it) |
 //!
 //! # The driving contract
 //!
@@ -110,6 +111,7 @@ pub mod identity;
 pub mod multiaddr;
 pub mod multistream;
 pub mod noise;
+pub mod perf;
 pub mod ping;
 pub mod plaintext;
 pub mod swarm;

@@ -40,6 +40,9 @@ pub struct HostConfig {
     pub limits: Limits,
     /// How long a connection may take to upgrade. Default 15 s.
     pub upgrade_timeout: Duration,
+    /// Serve `/perf/1.0.0` ([`crate::perf::serve`]). Default false: the perf spec says it
+    /// should not be enabled by default, nor on public nodes.
+    pub perf: bool,
 }
 
 impl HostConfig {
@@ -51,6 +54,7 @@ impl HostConfig {
             security: Security::Noise,
             limits: Limits::default(),
             upgrade_timeout: plait_core::upgrade::DEFAULT_UPGRADE_TIMEOUT,
+            perf: false,
         }
     }
 
@@ -648,10 +652,14 @@ impl<R: Runtime> Host<R> {
             sockets: AtomicUsize::new(0),
         });
         io::spawn_timer(shared.clone(), &runtime);
-        Ok(Self {
+        let host = Self {
             _owner: Arc::new(Owner(shared.clone())),
             shared,
-        })
+        };
+        if config.perf {
+            crate::perf::serve(&host, &runtime)?;
+        }
+        Ok(host)
     }
 
     /// Our peer id.

@@ -18,6 +18,7 @@ mod addr;
 pub mod demo;
 mod host;
 mod io;
+pub mod perf;
 mod stream;
 
 use std::future::Future;
@@ -104,6 +105,9 @@ pub enum Error {
     /// A ping failed.
     #[error("ping failed: {0}")]
     Ping(String),
+    /// A perf run failed.
+    #[error("perf run failed: {0}")]
+    Perf(#[from] perf::RunError),
     /// The host configuration is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),

@@ -65,6 +65,11 @@ impl<R: Runtime> Stream<R> {
         self.id
     }
 
+    /// The runtime of the stream's host (for drivers of stream protocols, e.g. perf).
+    pub(crate) fn runtime(&self) -> R {
+        self.shared.lock().runtime.clone()
+    }
+
     /// Aborts the stream in both directions.
     pub fn reset(mut self) {
         self.done = true;

@@ -8,7 +8,10 @@ pub mod dial;
 pub mod identity;
 pub mod multistream;
 pub mod noise;
+pub mod perf;
 pub mod yamux;
+
+pub use perf::perf_server;
 
 /// A fuzz entry point: arbitrary bytes in, never panics. Like every machine it reads no clock:
 /// the caller (a fuzz target, the corpus replay) passes the instant the run starts at.
@@ -33,4 +36,5 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("yamux_session_server", yamux::yamux_session_server),
     ("yamux_pair_ops", yamux::yamux_pair_ops),
     ("connection_listener", connection::connection_listener),
+    ("perf_server", perf_server),
 ];
