@@ -441,6 +441,29 @@ fn read_at_least(tcp: &mut TcpStream, raw: &mut BytesMut, len: usize) -> io::Res
     Ok(())
 }
 
+/// Sends `out` (multistream header, proposal, first handshake message), checks that the answer
+/// starts with `expect` (header and the proposal's echo), then feeds what follows to the
+/// handshake (`step` returns whether it finished) until it is done.
+fn run_handshake(
+    tcp: &mut TcpStream,
+    out: &[u8],
+    expect: &[u8],
+    raw: &mut BytesMut,
+    mut step: impl FnMut(&mut BytesMut) -> io::Result<bool>,
+) -> io::Result<()> {
+    tcp.write_all(out)?;
+    read_at_least(tcp, raw, expect.len())?;
+    if raw[..expect.len()] != *expect {
+        return Err(io::Error::other("unexpected multistream answer"));
+    }
+    raw.advance(expect.len());
+    while !step(raw)? {
+        let len = raw.len() + 1;
+        read_at_least(tcp, raw, len)?;
+    }
+    Ok(())
+}
+
 impl SecurePeer {
     /// Connects and runs multistream + Noise with early yamux negotiation.
     pub fn connect(addr: SocketAddr) -> io::Result<Self> {
@@ -467,20 +490,10 @@ impl SecurePeer {
             let config = plait_core::plaintext::Config::new(keypair.public());
             let mut exchange = plait_core::plaintext::Plaintext::new(&config, None);
             exchange.poll_transmit(&mut out);
-            tcp.write_all(&out)?;
-            read_at_least(&mut tcp, &mut raw, expect.len())?;
-            if raw[..expect.len()] != expect[..] {
-                return Err(io::Error::other("unexpected multistream answer"));
-            }
-            raw.advance(expect.len());
-            loop {
-                exchange.handle_input(&mut raw).map_err(io::Error::other)?;
-                if exchange.is_finished() {
-                    break;
-                }
-                let len = raw.len() + 1;
-                read_at_least(&mut tcp, &mut raw, len)?;
-            }
+            run_handshake(&mut tcp, &out, &expect, &mut raw, |raw| {
+                exchange.handle_input(raw).map_err(io::Error::other)?;
+                Ok(exchange.is_finished())
+            })?;
             None
         } else {
             let seed: [u8; 32] = rand::random();
@@ -490,20 +503,10 @@ impl SecurePeer {
             }
             let mut hs = noise::Handshake::initiator(&config, None).map_err(io::Error::other)?;
             hs.poll_transmit(&mut out);
-            tcp.write_all(&out)?;
-            read_at_least(&mut tcp, &mut raw, expect.len())?;
-            if raw[..expect.len()] != expect[..] {
-                return Err(io::Error::other("unexpected multistream answer"));
-            }
-            raw.advance(expect.len());
-            loop {
-                hs.handle_input(&mut raw).map_err(io::Error::other)?;
-                if hs.is_finished() {
-                    break;
-                }
-                let len = raw.len() + 1;
-                read_at_least(&mut tcp, &mut raw, len)?;
-            }
+            run_handshake(&mut tcp, &out, &expect, &mut raw, |raw| {
+                hs.handle_input(raw).map_err(io::Error::other)?;
+                Ok(hs.is_finished())
+            })?;
             out.clear();
             hs.poll_transmit(&mut out);
             tcp.write_all(&out)?;
