@@ -6,6 +6,7 @@ import (
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/host"
+	rcmgr "github.com/libp2p/go-libp2p/p2p/host/resource-manager"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	tls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
@@ -51,11 +52,21 @@ type hostConfig struct {
 
 // newHost builds the seed's makeBasicHost with the transports and security asked for; muxer
 // (yamux), ping and identify stay go-libp2p's defaults.
+//
+// The one departure: no resource limits. go-libp2p's default limits (a few dozen inbound
+// streams per protocol and peer, e.g. 64 + 4 per GiB of memory for echo-all) would reset the
+// streams of the "100 concurrent streams" scenario; the perf implementation of test-plans
+// runs without limits for the same reason.
 func newHost(cfg hostConfig) (host.Host, error) {
+	rm, err := rcmgr.NewResourceManager(rcmgr.NewFixedLimiter(rcmgr.InfiniteLimits))
+	if err != nil {
+		return nil, err
+	}
 	opts := []libp2p.Option{
 		libp2p.Identity(cfg.identity),
 		libp2p.DisableRelay(),
 		libp2p.UserAgent(agentVersion),
+		libp2p.ResourceManager(rm),
 	}
 	for _, t := range cfg.transports {
 		opts = append(opts, t.option)
