@@ -660,14 +660,11 @@ impl PeerBuilder {
             peer.peer_id = Some(id);
         }
         if let Some(path) = key_file {
-            // The key is written before the peer listens; without -l, give it a moment.
-            let bytes = wait_for_file(&path, START_TIMEOUT)
+            // With -l the key was written before the address was printed; without, wait.
+            let keypair = wait_for_key(&path, START_TIMEOUT)
                 .await
-                .map_err(|e| peer.error("(--export-key)", PeerErrorKind::Io(e)))?;
+                .map_err(|e| peer.error("(--export-key)", PeerErrorKind::BadAnswer(e)))?;
             let _ = std::fs::remove_file(&path);
-            let keypair = Keypair::from_protobuf_encoding(&bytes).map_err(|e| {
-                peer.error("(--export-key)", PeerErrorKind::BadAnswer(e.to_string()))
-            })?;
             let id = keypair.public().to_peer_id();
             if peer.peer_id.is_some_and(|p| p != id) {
                 return Err(peer.error(
@@ -738,17 +735,20 @@ pub struct PeerRun {
     pub stderr: String,
 }
 
-async fn wait_for_file(path: &Path, limit: Duration) -> Result<Vec<u8>, String> {
+/// Reads the key the peer exports to `path`, retrying while the file is missing or not yet
+/// complete (the peer writes it without renaming), at most `limit`.
+async fn wait_for_key(path: &Path, limit: Duration) -> Result<Keypair, String> {
     let start = Instant::now();
     loop {
-        match std::fs::read(path) {
-            Ok(bytes) if !bytes.is_empty() => return Ok(bytes),
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        }
+        let why = match std::fs::read(path) {
+            Ok(bytes) => match Keypair::from_protobuf_encoding(&bytes) {
+                Ok(keypair) => return Ok(keypair),
+                Err(e) => format!("{}: {e}", path.display()),
+            },
+            Err(e) => format!("{}: {e}", path.display()),
+        };
         if start.elapsed() > limit {
-            return Err(format!("{} not written in {limit:?}", path.display()));
+            return Err(format!("no valid key after {limit:?}: {why}"));
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -1400,8 +1400,8 @@ async fn key_ecdsa<R: Runtime>(rt: R, kind: PeerKind) {
 // ---------------------------------------------------------------------------------------------
 // The peer itself (no host of ours)
 
-/// `--seed N` gives the same peer id in two runs, for every key type the peer has; another
-/// seed, or none, gives another.
+/// `--seed N` gives the same peer id in two runs (and without `-l`, through `--export-key`),
+/// for every key type the peer has; another seed, or none, gives another.
 async fn seed_is_deterministic(kind: PeerKind) {
     for &key in kind.capabilities().key_types {
         let id = |seed: Option<u64>| async move {
@@ -1413,6 +1413,9 @@ async fn seed_is_deterministic(kind: PeerKind) {
         };
         let (a, b) = (id(Some(7)).await, id(Some(7)).await);
         assert_eq!(a, b, "{key:?}: seed 7 twice");
+        // Without -l the harness learns the id from the exported key.
+        let quiet = spawn(kind.builder().key(key).seed(7).listen(false)).await;
+        assert_eq!(quiet.peer_id(), a, "{key:?}: seed 7 without listening");
         assert_ne!(a, id(Some(8)).await, "{key:?}: seeds 7 and 8");
         assert_ne!(a, id(None).await, "{key:?}: seed 7 and random");
     }
