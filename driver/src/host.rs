@@ -125,6 +125,14 @@ pub enum HostEvent {
         /// The addresses it listens on.
         listen_addrs: Vec<Multiaddr>,
     },
+    /// Asking a peer about itself through identify failed (what it sent was malformed, did
+    /// not match its identity, or did not come in time).
+    IdentifyFailed {
+        /// The peer.
+        peer: PeerId,
+        /// Why.
+        error: String,
+    },
     /// A connection failed before it was established.
     ConnectionFailed {
         /// The connection.
@@ -448,6 +456,9 @@ impl<R: Runtime> Inner<R> {
                     protocols: info.protocols.clone(),
                     listen_addrs: info.listen_addrs.clone(),
                 });
+            }
+            Event::IdentifyFailed { peer, error } => {
+                self.push_event(HostEvent::IdentifyFailed { peer, error });
             }
             Event::Readable(s) if self.detached.contains(&s) => self.drain_detached(s),
             Event::Readable(s) => {

@@ -38,6 +38,7 @@ use plait_driver::plait_core::{
     identity::{decode_public_key_protobuf, parse_peer_id, KeyType, Keypair, PeerId, PublicKey},
     multiaddr::{split_p2p, Multiaddr},
 };
+use plait_driver::HostConfig;
 use tokio::{
     io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader},
     process::{Child, ChildStdin, ChildStdout, Command},
@@ -154,6 +155,11 @@ pub struct Capabilities {
     pub default_security: &'static [PeerSecurity],
     /// The agent version the peer announces through identify starts with this.
     pub agent_version_prefix: &'static str,
+    /// Closing a connection first half-closes (FIN) every stream on it, so a stream being
+    /// read may end cleanly rather than fail (js-libp2p: FIN on each stream, then Go Away).
+    pub disconnect_finishes_streams: bool,
+    /// The observed address it reports in identify carries `/p2p/<our id>` (js-libp2p).
+    pub observed_addr_has_p2p: bool,
 }
 
 impl PeerKind {
@@ -182,6 +188,8 @@ impl PeerKind {
                 ],
                 default_security: &[PeerSecurity::Tls, PeerSecurity::Noise],
                 agent_version_prefix: "github.com/libp2p/go-libp2p",
+                disconnect_finishes_streams: false,
+                observed_addr_has_p2p: false,
             },
             Self::Js => Capabilities {
                 tls: false,
@@ -189,6 +197,8 @@ impl PeerKind {
                 key_types: &[KeyType::Rsa, KeyType::Ed25519, KeyType::Secp256k1],
                 default_security: &[PeerSecurity::Noise],
                 agent_version_prefix: "js-libp2p/",
+                disconnect_finishes_streams: true,
+                observed_addr_has_p2p: true,
             },
         }
     }
@@ -638,7 +648,7 @@ impl PeerBuilder {
             stderr,
             listen_addr: None,
             peer_id: None,
-            keypair: None,
+            identity: None,
             broken: None,
         };
         if self.listen {
@@ -661,11 +671,11 @@ impl PeerBuilder {
         }
         if let Some(path) = key_file {
             // With -l the key was written before the address was printed; without, wait.
-            let keypair = wait_for_key(&path, START_TIMEOUT)
+            let identity = wait_for_key(&path, START_TIMEOUT)
                 .await
                 .map_err(|e| peer.error("(--export-key)", PeerErrorKind::BadAnswer(e)))?;
             let _ = std::fs::remove_file(&path);
-            let id = keypair.public().to_peer_id();
+            let id = identity.keypair.public().to_peer_id();
             if peer.peer_id.is_some_and(|p| p != id) {
                 return Err(peer.error(
                     "(--export-key)",
@@ -676,7 +686,7 @@ impl PeerBuilder {
                 ));
             }
             peer.peer_id = Some(id);
-            peer.keypair = Some(keypair);
+            peer.identity = Some(identity);
         }
         Ok(peer)
     }
@@ -737,12 +747,12 @@ pub struct PeerRun {
 
 /// Reads the key the peer exports to `path`, retrying while the file is missing or not yet
 /// complete (the peer writes it without renaming), at most `limit`.
-async fn wait_for_key(path: &Path, limit: Duration) -> Result<Keypair, String> {
+async fn wait_for_key(path: &Path, limit: Duration) -> Result<HostConfig, String> {
     let start = Instant::now();
     loop {
         let why = match std::fs::read(path) {
-            Ok(bytes) => match Keypair::from_protobuf_encoding(&bytes) {
-                Ok(keypair) => return Ok(keypair),
+            Ok(bytes) => match HostConfig::from_private_key_protobuf(&bytes) {
+                Ok(config) => return Ok(config),
                 Err(e) => format!("{}: {e}", path.display()),
             },
             Err(e) => format!("{}: {e}", path.display()),
@@ -883,7 +893,7 @@ pub struct ExternalPeer {
     stderr: StderrLog,
     listen_addr: Option<Multiaddr>,
     peer_id: Option<PeerId>,
-    keypair: Option<Keypair>,
+    identity: Option<HostConfig>,
     broken: Option<String>,
 }
 
@@ -933,7 +943,14 @@ impl ExternalPeer {
 
     /// The peer's private key, if it was built with [`PeerBuilder::export_key`].
     pub fn keypair(&self) -> Option<&Keypair> {
-        self.keypair.as_ref()
+        self.identity.as_ref().map(|config| &config.keypair)
+    }
+
+    /// The peer's identity as a host configuration of ours, loaded from the key it exported
+    /// with [`HostConfig::from_private_key_protobuf`] (if built with
+    /// [`PeerBuilder::export_key`]).
+    pub fn identity(&self) -> Option<&HostConfig> {
+        self.identity.as_ref()
     }
 
     /// The tail of what the peer wrote to stderr so far.
