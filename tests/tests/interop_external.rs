@@ -16,9 +16,7 @@
 //! `target/test-peers/go-peer`; later runs reuse it until a file under `tests/peers/go`
 //! changes. Without `go` on PATH the suite fails, naming the tool.
 //!
-//! The js peer: when `tests/peers/js/peer.mjs` exists, add
-//! `suite!(js, plait_tests::external_peer::PeerKind::Js, keys: [key_rsa_2048, key_ed25519,
-//! key_secp256k1]);` at the bottom (no ECDSA in js-libp2p).
+//! The js peer runs the same scenarios (`js::…`) with the key types js-libp2p has (no ECDSA).
 //!
 //! What the peers do that is worth knowing:
 //! - go offers `/tls/1.0.0` before `/noise` by default. We do not speak TLS yet: our listener
@@ -31,29 +29,18 @@
 //! - go-libp2p's default resource manager resets inbound streams beyond a few dozen per
 //!   protocol and peer; the go peer runs without limits (README).
 //!
-//! # What this suite found in Plait (open; the tests fail until they are fixed)
+//! - js-libp2p reports the observed address with `/p2p/<our id>` appended, and closing a
+//!   connection first half-closes every stream on it (a read may end cleanly), where go resets
+//!   them: [`Capabilities`] says which, and the scenarios check each peer's own behaviour.
 //!
-//! - **FIN on the last Data frame loses data at go-yamux** (intermittent). Our yamux sets FIN
-//!   on the frame that carries a stream's last bytes. go-yamux v5.1.0 (`Stream::readData`)
-//!   applies the flags before it appends the body: FIN makes the stream half-closed and wakes
-//!   a reader blocked in `Read`, which finds the buffer empty and returns EOF; the body is
-//!   appended too late (or to a stream already released). Seen as: their echo of our reply
-//!   is empty (`echo`, `-d`), `streams` stream k "got 0 bytes" or "got 5435 bytes",
-//!   `bulk`/`source`/`perf` short by one frame, their multistream listener resetting our
-//!   stream whose proposal, data and FIN came in one frame (our read: `ConnectionReset`, or
-//!   a short echo). Loopback captures show every byte and the FIN on the wire. go-yamux itself
-//!   sends FIN in a frame of its own, so go↔go never hits it; js-libp2p drops such data too.
-//! - **Identify of RSA, secp256k1 and ECDSA peers always fails** (`key_rsa_*`,
-//!   `key_secp256k1`, `key_ecdsa`): `plait_core::identity::decode_public_key` accepts only
-//!   Ed25519, so `identify::from_proto` returns `BadPublicKey(UnsupportedKeyType)`. Noise,
-//!   plaintext and the echo work with all four key types, both ways.
-//! - **Identify fails now and then with any key** (`identify_*`, `key_ed25519`, about one
-//!   connection in five): go writes the identify length prefix and the message as two yamux
-//!   frames; when they arrive in different reads, the swarm's `drive_service` hands the
-//!   service a fresh buffer per call and drops what the decoder left unconsumed (the 2-byte
-//!   prefix), so the next call decodes the message body as if it were framed.
-//! - The host drops `IdentifyFailed` events, so the last two show only as a missing
-//!   `peer_info`/`Identified`.
+//! # What this suite found in Plait (all fixed)
+//!
+//! - FIN on the last Data frame lost data at go-yamux and js-libp2p's yamux (both apply a
+//!   frame's flags before its body): Plait now sends FIN on a frame of its own.
+//! - Identify of RSA, secp256k1 and ECDSA peers failed (only Ed25519 keys were decoded).
+//! - Identify failed about one connection in five when go's length prefix and message came in
+//!   different reads (the built-in services dropped what they had not consumed).
+//! - Identify failures were not reported to the host's user (now `HostEvent::IdentifyFailed`).
 
 use std::{
     future::Future,
