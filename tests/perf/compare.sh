@@ -151,6 +151,7 @@ n=${#P[@]}
 rotated() { local k; for ((k = 0; k < n; k++)); do echo "${P[($1 + k) % n]}"; done; }
 
 started=$SECONDS
+echo "load average at start: $(cut -d" " -f1-3 /proc/loadavg)" >&2
 for ((r = 1; r <= REPS; r++)); do
   echo "repetition $r/$REPS: upload, download" >&2
   for pair in $(rotated $((r - 1))); do throughput "$pair" upload "$r" "$BYTES" 0; done
@@ -163,7 +164,7 @@ done
 for p in "${SERVERS[@]}"; do
   kill -0 "$p" 2>/dev/null || echo "a server (pid $p) died during the run; see $OUT/server-*.err" >&2
 done
-echo "done in $((SECONDS - started)) s; raw figures in $RAW" >&2
+echo "done in $((SECONDS - started)) s; load average at end: $(cut -d" " -f1-3 /proc/loadavg); raw figures in $RAW" >&2
 
 python3 - "$RAW" "$PAIRS" "$BYTES" <<'EOF'
 import statistics, sys
