@@ -13,6 +13,9 @@
 //!   (go returns the read error and resets the stream).
 //! - [`ECHO_ALL_PROTOCOL`] (`/plait-test/echo-all/1.0.0`): echo every byte until EOF, then close.
 //!   Meant for bulk and flow-control tests.
+//! - [`PERF_PROTOCOL`] (`/perf/1.0.0`), only with [`PeerConfig::perf`]: the perf spec's server
+//!   (`shared/specs/perf.md`) in [`PERF_BLOCK`] writes; [`Libp2pPeer::perf`] is its client.
+//!   Written here on the stream API because crates.io's `libp2p-perf` (0.3.0) needs libp2p 0.53.
 //! - `/ipfs/ping/1.0.0` and `/ipfs/id/1.0.0` (and `/ipfs/id/push/1.0.0`) via rust-libp2p's own
 //!   `ping` and `identify` behaviours.
 //! - every id in [`PeerConfig::extra_protocols`]: the negotiated streams are handed to the test
@@ -72,6 +75,11 @@ pub const ECHO_PROTOCOL: &str = "/echo/1.0.0";
 pub const ECHO_ALL_PROTOCOL: &str = "/plait-test/echo-all/1.0.0";
 /// The ping protocol id (served by rust-libp2p's `ping` behaviour).
 pub const PING_PROTOCOL: &str = "/ipfs/ping/1.0.0";
+/// The perf protocol id (`shared/specs/perf.md`), served with [`PeerConfig::perf`].
+pub const PERF_PROTOCOL: &str = "/perf/1.0.0";
+/// Size of every perf write and read buffer: 64 KiB, as go-libp2p's perf and Plait's.
+/// (rust-libp2p's own `libp2p-perf` writes 1 KiB blocks.)
+pub const PERF_BLOCK: usize = 64 * 1024;
 
 /// How long [`Libp2pPeer::identify_info`] and similar waits give up after.
 const WAIT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -89,6 +97,8 @@ pub struct PeerConfig {
     pub insecure: bool,
     /// Serve [`ECHO_PROTOCOL`] and [`ECHO_ALL_PROTOCOL`] inbound.
     pub echo: bool,
+    /// Serve [`PERF_PROTOCOL`] inbound (off by default, as the perf spec asks).
+    pub perf: bool,
     /// More protocol ids to accept inbound (each must start with `/`); streams for them are
     /// delivered through [`Libp2pPeer::accept`]. They are advertised in identify.
     pub extra_protocols: Vec<String>,
@@ -114,6 +124,7 @@ impl Default for PeerConfig {
             keypair: None,
             insecure: false,
             echo: true,
+            perf: false,
             extra_protocols: Vec::new(),
             listen_port: Some(0),
             listen_host: std::net::Ipv4Addr::LOCALHOST,
@@ -272,6 +283,9 @@ impl Libp2pPeer {
             inbound_protocols.push(StreamProtocol::new(ECHO_PROTOCOL));
             inbound_protocols.push(StreamProtocol::new(ECHO_ALL_PROTOCOL));
         }
+        if cfg.perf {
+            inbound_protocols.push(StreamProtocol::new(PERF_PROTOCOL));
+        }
         for p in &cfg.extra_protocols {
             inbound_protocols.push(
                 StreamProtocol::try_from_owned(p.clone())
@@ -317,7 +331,7 @@ impl Libp2pPeer {
         };
         let tasks = vec![
             tokio::spawn(driver.run(command_rx)),
-            tokio::spawn(dispatch_inbound(inbound_rx, accepted_tx)),
+            tokio::spawn(dispatch_inbound(inbound_rx, accepted_tx, cfg.perf)),
         ];
 
         Self {
@@ -511,6 +525,41 @@ impl Libp2pPeer {
             return Err("ping payload mismatch".into());
         }
         Ok(rtt)
+    }
+
+    /// One perf client run on a new [`PERF_PROTOCOL`] stream to a connected `peer`: write the
+    /// 8-byte big-endian `download` count, upload `upload` zero bytes in [`PERF_BLOCK`] writes,
+    /// close the write side, read to EOF. Fails unless exactly `download` bytes arrive.
+    pub async fn perf(
+        &self,
+        peer: PeerId,
+        upload: u64,
+        download: u64,
+    ) -> Result<PerfTimes, String> {
+        let mut stream = self.open_stream(peer, PERF_PROTOCOL).await?;
+        stream
+            .write_all(&download.to_be_bytes())
+            .await
+            .map_err(|e| format!("perf header: {e}"))?;
+        let start = Instant::now();
+        write_zeros(&mut stream, upload)
+            .await
+            .map_err(|e| format!("perf upload: {e}"))?;
+        stream
+            .close()
+            .await
+            .map_err(|e| format!("perf close: {e}"))?;
+        let uploaded = Instant::now();
+        let received = drain(&mut stream)
+            .await
+            .map_err(|e| format!("perf download: {e}"))?;
+        if received != download {
+            return Err(format!("perf: expected {download} bytes, got {received}"));
+        }
+        Ok(PerfTimes {
+            upload: uploaded - start,
+            download: uploaded.elapsed(),
+        })
     }
 
     /// What identify learned about `peer` (waits up to 10 s for the first identify exchange).
@@ -891,10 +940,22 @@ impl Driver {
     }
 }
 
-/// Serves inbound streams: one task per echo stream; extra protocols go to the test.
+/// The timings of one [`Libp2pPeer::perf`] run, with the boundaries of go-libp2p's and
+/// rust-libp2p's perf clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerfTimes {
+    /// From after the 8-byte header to our write side's close completing.
+    pub upload: Duration,
+    /// From there to the server's end of stream (after the last download byte).
+    pub download: Duration,
+}
+
+/// Serves inbound streams: one task per echo (and, if `perf`, perf) stream; extra protocols go
+/// to the test.
 async fn dispatch_inbound(
     mut inbound: mpsc::UnboundedReceiver<InboundStream>,
     accepted: mpsc::UnboundedSender<InboundStream>,
+    perf: bool,
 ) {
     while let Some(s) = inbound.recv().await {
         match s.protocol.as_str() {
@@ -903,6 +964,9 @@ async fn dispatch_inbound(
             }
             ECHO_ALL_PROTOCOL => {
                 tokio::spawn(serve_echo_all(s.stream));
+            }
+            PERF_PROTOCOL if perf => {
+                tokio::spawn(serve_perf(s.stream));
             }
             _ => {
                 let _ = accepted.send(s);
@@ -933,6 +997,45 @@ async fn serve_echo_line(mut stream: Stream) {
     }
     if stream.write_all(&line).await.is_ok() {
         let _ = stream.close().await;
+    }
+}
+
+/// The perf server: read the 8-byte count N, drain to EOF, only then write N zero bytes in
+/// [`PERF_BLOCK`] writes and close. On any error the stream is dropped (as rust-libp2p's
+/// `libp2p-perf` server does).
+async fn serve_perf(mut stream: Stream) {
+    let mut header = [0u8; 8];
+    if stream.read_exact(&mut header).await.is_err() || drain(&mut stream).await.is_err() {
+        return;
+    }
+    if write_zeros(&mut stream, u64::from_be_bytes(header))
+        .await
+        .is_ok()
+    {
+        let _ = stream.close().await;
+    }
+}
+
+/// Writes `n` zero bytes in writes of at most [`PERF_BLOCK`] bytes.
+async fn write_zeros(stream: &mut Stream, mut n: u64) -> std::io::Result<()> {
+    let zeros = vec![0u8; PERF_BLOCK];
+    while n > 0 {
+        let m = n.min(PERF_BLOCK as u64) as usize;
+        stream.write_all(&zeros[..m]).await?;
+        n -= m as u64;
+    }
+    Ok(())
+}
+
+/// Reads and discards until EOF; returns the number of bytes read.
+async fn drain(stream: &mut Stream) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; PERF_BLOCK];
+    let mut total = 0;
+    loop {
+        match stream.read(&mut buf).await? {
+            0 => return Ok(total),
+            n => total += n as u64,
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use futures::{future::join_all, AsyncReadExt as _, AsyncWriteExt as _};
 use libp2p::multiaddr::Protocol;
 use plait_tests::libp2p_peer::{
     keypair_from_seed, Libp2pPeer, PeerConfig, PeerEvent, ECHO_ALL_PROTOCOL, ECHO_PROTOCOL,
+    PERF_BLOCK, PERF_PROTOCOL,
 };
 use tokio::io::AsyncBufReadExt as _;
 
@@ -348,4 +349,95 @@ async fn echo_binary_both_modes() {
     assert_eq!(out.stdout, b"Hello, world!\n");
     a.shutdown().await;
     b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn perf_client_and_server() {
+    let server = Libp2pPeer::spawn(PeerConfig {
+        perf: true,
+        ..PeerConfig::default()
+    })
+    .await;
+    let (a, b) = (Libp2pPeer::spawn(PeerConfig::default()).await, server);
+    within(a.dial(b.listen_addr())).await.unwrap();
+    // Sizes around the 64 KiB write block, and both directions empty.
+    for (up, down) in [
+        (0, 0),
+        (1, 1),
+        (PERF_BLOCK as u64 + 1, 3 * PERF_BLOCK as u64 - 1),
+    ] {
+        within(a.perf(b.peer_id(), up, down))
+            .await
+            .unwrap_or_else(|e| panic!("{up} up, {down} down: {e}"));
+    }
+    // Without `perf` the protocol is not served.
+    let err = within(b.perf(a.peer_id(), 1, 1)).await.unwrap_err();
+    assert!(err.starts_with("unsupported protocol"), "{err}");
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// A server that sends one byte fewer, or one more, than asked: the client fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn perf_client_rejects_a_wrong_download() {
+    let b = Libp2pPeer::spawn(PeerConfig {
+        extra_protocols: vec![PERF_PROTOCOL.into()],
+        ..PeerConfig::default()
+    })
+    .await;
+    let a = Libp2pPeer::spawn(PeerConfig::default()).await;
+    within(a.dial(b.listen_addr())).await.unwrap();
+    for wrong in [99u64, 101] {
+        let client = a.perf(b.peer_id(), 5, 100);
+        let server = async {
+            let mut s = within(b.accept()).await.unwrap().stream;
+            let mut header = [0u8; 8];
+            s.read_exact(&mut header).await.unwrap();
+            assert_eq!(u64::from_be_bytes(header), 100);
+            let mut upload = Vec::new();
+            s.read_to_end(&mut upload).await.unwrap();
+            assert_eq!(upload, [0; 5]);
+            s.write_all(&vec![0; wrong as usize]).await.unwrap();
+            s.close().await.unwrap();
+        };
+        let (result, ()) = within(futures::future::join(client, server)).await;
+        let err = result.unwrap_err();
+        assert_eq!(err, format!("perf: expected 100 bytes, got {wrong}"));
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn perf_binary_server_and_client() {
+    let exe = env!("CARGO_BIN_EXE_libp2p_echo");
+    let mut child = tokio::process::Command::new(exe)
+        .args(["-l", "0", "--perf"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = within(lines.next_line()).await.unwrap().unwrap();
+    let run = |up: &str, down: &str| {
+        tokio::process::Command::new(exe)
+            .args(["--perf-client", &addr, "--upload-bytes", up])
+            .args(["--download-bytes", down])
+            .stderr(Stdio::null())
+            .output()
+    };
+    let out = within(run("100000", "200000")).await.unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let secs: Vec<f64> = text
+        .split_whitespace()
+        .map(|w| w.parse().unwrap())
+        .collect();
+    assert_eq!(secs.len(), 2, "{text:?}");
+    assert!(secs.iter().all(|s| *s >= 0.0), "{text:?}");
+    child.kill().await.unwrap();
+    // Nobody listening any more: the client fails with exit code 1.
+    let out = within(run("1", "1")).await.unwrap();
+    assert_eq!(out.status.code(), Some(1));
 }

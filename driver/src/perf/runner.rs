@@ -20,7 +20,8 @@
 //! second: `timeSeconds` is the interval, the byte fields what moved in it) and one
 //! `{"type":"final",…}` line at the end (`timeSeconds` from before the dial to the end of the
 //! run, the byte fields the requested amounts), camelCase as go and the README spell them.
-//! Everything else goes to stderr.
+//! Everything else goes to stderr, including one [`report_line`] per client run (the upload
+//! and download phases in seconds, as go's and rust-libp2p's perf clients time them).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -175,7 +176,8 @@ pub async fn run_cli<R: Runtime>(
             } else {
                 addr
             };
-            client(&runtime, &host, addr, upload, download, &mut emit).await?;
+            let report = client(&runtime, &host, addr, upload, download, &mut emit).await?;
+            eprintln!("{}", report_line(&report));
             host.close();
             Ok(())
         }
@@ -194,23 +196,28 @@ pub async fn run_cli<R: Runtime>(
             let upload = args.upload_bytes.unwrap_or(DEFAULT_LOCAL_BYTES);
             let download = args.download_bytes.unwrap_or(DEFAULT_LOCAL_BYTES);
             let report = client(&runtime, &host, addr, upload, download, &mut emit).await?;
-            let rate = |bytes: u64, time: Duration| {
-                bytes as f64 * 8.0 / time.as_secs_f64().max(1e-9) / 1e9
-            };
-            eprintln!(
-                "upload {} bytes in {:?} ({:.2} Gbit/s), download {} bytes in {:?} ({:.2} Gbit/s)",
-                report.uploaded,
-                report.upload,
-                rate(report.uploaded, report.upload),
-                report.downloaded,
-                report.download,
-                rate(report.downloaded, report.download),
-            );
+            eprintln!("{}", report_line(&report));
             host.close();
             server.close();
             Ok(())
         }
     }
+}
+
+/// A client run's phases for humans and scripts, e.g. `upload 1024 bytes in 0.001500 s
+/// (0.01 Gbit/s), download 0 bytes in 0.000200 s (0.00 Gbit/s)`: upload from after the header
+/// to the half-close, download from there to the server's end of stream.
+pub fn report_line(report: &super::PerfReport) -> String {
+    let rate = |bytes: u64, time: Duration| bytes as f64 * 8.0 / time.as_secs_f64().max(1e-9) / 1e9;
+    format!(
+        "upload {} bytes in {:.6} s ({:.2} Gbit/s), download {} bytes in {:.6} s ({:.2} Gbit/s)",
+        report.uploaded,
+        report.upload.as_secs_f64(),
+        rate(report.uploaded, report.upload),
+        report.downloaded,
+        report.download.as_secs_f64(),
+        rate(report.downloaded, report.download),
+    )
 }
 
 /// Dials `addr`, runs once, emits the runner's lines.
@@ -304,6 +311,21 @@ mod tests {
             FIXED_PEER_ID
         );
         assert!(FIXED_PEER_ID.parse::<PeerId>().is_ok());
+    }
+
+    #[test]
+    fn report_line_gives_seconds() {
+        let report = super::super::PerfReport {
+            uploaded: 1_000_000_000,
+            downloaded: 0,
+            upload: Duration::from_millis(1500),
+            download: Duration::from_micros(200),
+        };
+        assert_eq!(
+            report_line(&report),
+            "upload 1000000000 bytes in 1.500000 s (5.33 Gbit/s), \
+             download 0 bytes in 0.000200 s (0.00 Gbit/s)"
+        );
     }
 
     #[test]

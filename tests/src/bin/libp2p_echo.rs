@@ -3,14 +3,20 @@
 //! against; it is not part of Plait.
 //!
 //! ```text
-//! libp2p_echo -l PORT [--host IP] [--insecure] [--seed N]
+//! libp2p_echo -l PORT [--host IP] [--insecure] [--seed N] [--perf]
 //!     Listen on /ip4/IP/tcp/PORT (IP default 127.0.0.1; PORT 0: any free port), print the full
 //!     address `/ip4/IP/tcp/PORT/p2p/PEERID` as the first line of stdout, and serve
-//!     /echo/1.0.0 (one line back, then close) and /plait-test/echo-all/1.0.0 until killed.
+//!     /echo/1.0.0 (one line back, then close) and /plait-test/echo-all/1.0.0 until killed;
+//!     with --perf also /perf/1.0.0 (the perf spec's server, 64 KiB writes).
 //! libp2p_echo -d MULTIADDR [--insecure] [--seed N]
 //!     Dial MULTIADDR (it must end in /p2p/PEERID), open /echo/1.0.0, send "Hello, world!\n",
 //!     close the write side, read the reply until EOF and print it to stdout verbatim. Exit code 1
 //!     on any failure.
+//! libp2p_echo --perf-client MULTIADDR --upload-bytes N --download-bytes N [--insecure] [--seed N]
+//!     Dial MULTIADDR (ending in /p2p/PEERID), run one /perf/1.0.0 client run (upload N bytes,
+//!     then download N bytes; 64 KiB writes) and print `UPLOAD_SECONDS DOWNLOAD_SECONDS` on
+//!     stdout: upload from after the 8-byte header to the write side's close, download from
+//!     there to the server's EOF. Exit code 1 on any failure, including a short download.
 //! ```
 //!
 //! `-l` and `-d` can be combined (listen, then dial). `--insecure` uses `/plaintext/2.0.0` instead
@@ -21,11 +27,11 @@
 use std::{io::Write as _, process::ExitCode};
 
 use libp2p::{multiaddr::Protocol, Multiaddr};
-use plait_tests::libp2p_peer::{Libp2pPeer, PeerConfig};
+use plait_tests::libp2p_peer::{Libp2pPeer, PeerConfig, PerfTimes};
 
-const USAGE: &str =
-    "usage: libp2p_echo [-l PORT] [--host IP] [-d MULTIADDR] [--insecure] [--seed N]  \
-                     (test peer; see the source's docs)";
+const USAGE: &str = "usage: libp2p_echo [-l PORT] [--host IP] [-d MULTIADDR] [--insecure] \
+                     [--seed N] [--perf] [--perf-client MULTIADDR --upload-bytes N \
+                     --download-bytes N]  (test peer; see the source's docs)";
 
 struct Args {
     listen: Option<u16>,
@@ -33,6 +39,10 @@ struct Args {
     dial: Option<Multiaddr>,
     insecure: bool,
     seed: u8,
+    perf: bool,
+    perf_client: Option<Multiaddr>,
+    upload_bytes: u64,
+    download_bytes: u64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -42,6 +52,10 @@ fn parse_args() -> Result<Args, String> {
         dial: None,
         insecure: false,
         seed: 0,
+        perf: false,
+        perf_client: None,
+        upload_bytes: 0,
+        download_bytes: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -68,12 +82,30 @@ fn parse_args() -> Result<Args, String> {
                     .parse()
                     .map_err(|e| format!("bad seed {v:?} (0..=255): {e}"))?;
             }
+            "--perf" => args.perf = true,
+            "--perf-client" => {
+                let v = value("--perf-client")?;
+                args.perf_client =
+                    Some(v.parse().map_err(|e| format!("bad multiaddr {v:?}: {e}"))?);
+            }
+            "--upload-bytes" | "--download-bytes" => {
+                let v = value(&arg)?;
+                let n = v.parse().map_err(|e| format!("bad {arg} {v:?}: {e}"))?;
+                if arg == "--upload-bytes" {
+                    args.upload_bytes = n;
+                } else {
+                    args.download_bytes = n;
+                }
+            }
             "-h" | "--help" => return Err(USAGE.to_owned()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
     }
-    if args.listen.is_none() && args.dial.is_none() {
-        return Err(format!("need -l or -d\n{USAGE}"));
+    if args.listen.is_none() && args.dial.is_none() && args.perf_client.is_none() {
+        return Err(format!("need -l, -d or --perf-client\n{USAGE}"));
+    }
+    if args.perf_client.is_some() && (args.listen.is_some() || args.dial.is_some()) {
+        return Err(format!("--perf-client goes alone (no -l, no -d)\n{USAGE}"));
     }
     Ok(args)
 }
@@ -91,6 +123,7 @@ async fn main() -> ExitCode {
         seed: (args.seed != 0).then_some(args.seed),
         insecure: args.insecure,
         echo: true,
+        perf: args.perf,
         listen_port: args.listen,
         listen_host: args.host,
         ..PeerConfig::default()
@@ -105,6 +138,25 @@ async fn main() -> ExitCode {
             "test peer {} listening; serving /echo/1.0.0",
             peer.peer_id()
         );
+    }
+
+    if let Some(addr) = args.perf_client {
+        let code = match perf_client(&peer, addr, args.upload_bytes, args.download_bytes).await {
+            Ok(t) => {
+                println!(
+                    "{:.6} {:.6}",
+                    t.upload.as_secs_f64(),
+                    t.download.as_secs_f64()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("perf failed: {e}");
+                ExitCode::FAILURE
+            }
+        };
+        peer.shutdown().await;
+        return code;
     }
 
     let Some(addr) = args.dial else {
@@ -131,4 +183,21 @@ async fn main() -> ExitCode {
     };
     peer.shutdown().await;
     code
+}
+
+/// Dials `addr` (it must end in `/p2p/PEERID`) and runs one perf client run.
+async fn perf_client(
+    peer: &Libp2pPeer,
+    addr: Multiaddr,
+    upload: u64,
+    download: u64,
+) -> Result<PerfTimes, String> {
+    let Some(Protocol::P2p(remote)) = addr.iter().last() else {
+        return Err("--perf-client address must end in /p2p/PEERID".into());
+    };
+    let got = peer.dial(addr).await?;
+    if got != remote {
+        return Err(format!("dialed {got}, expected {remote}"));
+    }
+    peer.perf(remote, upload, download).await
 }
