@@ -567,12 +567,6 @@ impl<R: Runtime> Inner<R> {
     }
 }
 
-/// Whether a swarm connection error is yamux's full ack backlog (the swarm reports it as
-/// text; see the report on `swarm::Error`).
-fn is_ack_backlog(error: &str) -> bool {
-    error.ends_with(&plait_core::yamux::Error::AckBacklogFull.to_string())
-}
-
 /// A libp2p host: listens, dials, opens and accepts streams. Cloning gives another handle to
 /// the same host; [`Host::close`] (or dropping the last handle) closes everything.
 pub struct Host<R: Runtime> {
@@ -775,7 +769,7 @@ impl<R: Runtime> Host<R> {
                 id
             };
             match self.wait(|inner| &mut inner.streams, request, true).await {
-                Err(Error::Swarm(SwarmError::Connection(e))) if is_ack_backlog(&e) => {
+                Err(Error::Swarm(SwarmError::AckBacklogFull)) => {
                     self.backlog_changed().await;
                 }
                 other => return other,

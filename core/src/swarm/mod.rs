@@ -255,6 +255,11 @@ pub enum Error {
     /// A configured limit was hit.
     #[error("limit reached: {0}")]
     Limit(&'static str),
+    /// The peer has not yet acknowledged yamux's limit of unacknowledged streams we opened
+    /// (256, [`crate::yamux::MAX_ACK_BACKLOG`]): open the stream again once it has (go-yamux's
+    /// `OpenStream` waits for that).
+    #[error("the peer has not acknowledged the streams already opened")]
+    AckBacklogFull,
     /// No such connection or stream.
     #[error("unknown connection or stream")]
     Unknown,
@@ -293,6 +298,7 @@ impl From<connection::Error> for Error {
     fn from(e: connection::Error) -> Self {
         match e {
             connection::Error::UnknownStream(_) => Self::Unknown,
+            connection::Error::Yamux(yamux::Error::AckBacklogFull) => Self::AckBacklogFull,
             other => Self::Connection(other.to_string()),
         }
     }

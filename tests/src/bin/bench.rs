@@ -955,17 +955,9 @@ async fn mem_child_run(side: &str, what: &str, n: usize) {
                 .map(|i| {
                     let c = clients[i % STREAM_CLIENTS].clone();
                     async move {
-                        // Opens return before the remote acknowledges; past 256
-                        // unacknowledged streams yamux refuses more for a moment.
-                        loop {
-                            match c.new_stream(peer, [IDLE]).await {
-                                Ok(s) => break s,
-                                Err(e) if e.to_string().contains("backlog") => {
-                                    tokio::time::sleep(Duration::from_millis(2)).await;
-                                }
-                                Err(e) => panic!("open: {e}"),
-                            }
-                        }
+                        // Past 256 unacknowledged streams `new_stream` waits for the
+                        // remote's acknowledgements (`swarm::Error::AckBacklogFull`).
+                        c.new_stream(peer, [IDLE]).await.expect("open")
                     }
                 })
                 .buffer_unordered(IN_FLIGHT)
