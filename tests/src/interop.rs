@@ -22,7 +22,9 @@ use std::{
 };
 
 use futures::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
-use plait_driver::Runtime;
+use plait_driver::plait_core::multiaddr::Multiaddr;
+use plait_driver::plait_core::upgrade::Security;
+use plait_driver::{Host, HostConfig, Runtime};
 use tokio::{
     io::{AsyncReadExt as _, AsyncWriteExt as _},
     net::{TcpListener, TcpStream},
@@ -102,6 +104,44 @@ pub fn run<T: TestRuntime, F: Future<Output = ()>>(limit: Duration, body: impl F
 }
 
 /// Awaits `fut`, panicking with `what` if it takes longer than `limit`. Needs a tokio context.
+/// Plaintext when `insecure`, else Noise.
+pub fn security(insecure: bool) -> Security {
+    if insecure {
+        Security::Plaintext
+    } else {
+        Security::Noise
+    }
+}
+
+/// A host of ours with a random identity.
+pub fn our_host<R: Runtime>(rt: &R, insecure: bool) -> Host<R> {
+    Host::new(
+        rt.clone(),
+        HostConfig::random().with_security(security(insecure)),
+    )
+    .expect("host")
+}
+
+/// Our host listening on loopback (within `limit`); returns it with its address (ending in
+/// `/p2p/<id>`).
+pub async fn our_listener<R: Runtime>(
+    rt: &R,
+    insecure: bool,
+    limit: Duration,
+) -> (Host<R>, Multiaddr) {
+    let host = our_host(rt, insecure);
+    within(
+        "our listen",
+        limit,
+        host.listen("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")),
+    )
+    .await
+    .expect("listen");
+    let addr = host.listen_addrs().into_iter().next().expect("an address");
+    (host, addr)
+}
+
+/// Awaits `fut`, panicking with `what` if it takes longer than `limit`.
 pub async fn within<F: Future>(what: &str, limit: Duration, fut: F) -> F::Output {
     match tokio::time::timeout(limit, fut).await {
         Ok(out) => out,

@@ -58,7 +58,6 @@ use plait_driver::{
         identity::KeyType,
         multiaddr::{split_p2p, Multiaddr, Protocol},
         swarm::{AGENT_VERSION, PROTOCOL_VERSION},
-        upgrade::Security,
     },
     Host, HostConfig, HostEvent, Runtime, Stream,
 };
@@ -67,7 +66,7 @@ use plait_tests::{
         fill_pattern, key_type_of, pattern_sha256, Capabilities, ExternalPeer, PeerBuilder,
         PeerError, PeerKind, PeerSecurity, ReadEnd, START_TIMEOUT,
     },
-    interop::{run, send_and_receive, sleep, within, TestRuntime},
+    interop::{our_host, run, security, send_and_receive, sleep, within, TestRuntime},
 };
 use sha2::Digest as _;
 
@@ -143,34 +142,8 @@ fn securities(caps: Capabilities) -> Vec<bool> {
     }
 }
 
-fn security(insecure: bool) -> Security {
-    if insecure {
-        Security::Plaintext
-    } else {
-        Security::Noise
-    }
-}
-
-fn our_host<R: Runtime>(rt: &R, insecure: bool) -> Host<R> {
-    Host::new(
-        rt.clone(),
-        HostConfig::random().with_security(security(insecure)),
-    )
-    .expect("host")
-}
-
-/// Our host listening on loopback; returns it with its address (ending in `/p2p/<id>`).
 async fn our_listener<R: Runtime>(rt: &R, insecure: bool) -> (Host<R>, Multiaddr) {
-    let host = our_host(rt, insecure);
-    within(
-        "our listen",
-        T,
-        host.listen("/ip4/127.0.0.1/tcp/0".parse().unwrap()),
-    )
-    .await
-    .expect("listen");
-    let addr = host.listen_addrs().into_iter().next().expect("an address");
-    (host, addr)
+    plait_tests::interop::our_listener(rt, insecure, T).await
 }
 
 async fn spawn(builder: PeerBuilder) -> ExternalPeer {
@@ -1386,12 +1359,7 @@ async fn echo_with_key<R: Runtime>(rt: R, kind: PeerKind, key: KeyType, rsa_bits
         let reloaded = HostConfig::from_private_key_protobuf(&saved).expect("reloaded");
         assert_eq!(reloaded.keypair.public().to_peer_id(), them);
         drop(peer);
-        let security = if insecure {
-            Security::Plaintext
-        } else {
-            Security::Noise
-        };
-        let host = Host::new(rt.clone(), identity.with_security(security)).expect("host");
+        let host = Host::new(rt.clone(), identity.with_security(security(insecure))).expect("host");
         demo::serve_echo(&host, &rt).unwrap();
         let addr = within(
             "listen",

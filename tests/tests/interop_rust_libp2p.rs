@@ -62,16 +62,13 @@ use futures::{future::join_all, AsyncReadExt as _, AsyncWriteExt as _, StreamExt
 use libp2p::multiaddr::Protocol as LpProtocol;
 use plait_driver::{
     demo,
-    plait_core::{
-        multiaddr::{Multiaddr, Protocol},
-        upgrade::Security,
-    },
-    Host, HostConfig, HostEvent, Runtime,
+    plait_core::multiaddr::{Multiaddr, Protocol},
+    Host, HostEvent, Runtime,
 };
 use plait_tests::{
     interop::{
-        bytes, echo_all, eventually, run, send_and_receive, sleep, within, GateProxy, OnAsyncStd,
-        OnSmol, OnTokio,
+        bytes, echo_all, eventually, our_host, run, send_and_receive, sleep, within, GateProxy,
+        OnAsyncStd, OnSmol, OnTokio,
     },
     libp2p_peer::{
         Libp2pPeer, PeerConfig, PeerEvent, ECHO_ALL_PROTOCOL, ECHO_PROTOCOL, PING_PROTOCOL,
@@ -97,34 +94,8 @@ const HELLO: &[u8] = b"Hello, world!\n";
 // ---------------------------------------------------------------------------------------------
 // Set-up helpers
 
-fn security(insecure: bool) -> Security {
-    if insecure {
-        Security::Plaintext
-    } else {
-        Security::Noise
-    }
-}
-
-fn our_host<R: Runtime>(rt: &R, insecure: bool) -> Host<R> {
-    Host::new(
-        rt.clone(),
-        HostConfig::random().with_security(security(insecure)),
-    )
-    .expect("host")
-}
-
-/// Our host listening on loopback; returns it with its address (ending in `/p2p/<id>`).
 async fn our_listener<R: Runtime>(rt: &R, insecure: bool) -> (Host<R>, Multiaddr) {
-    let host = our_host(rt, insecure);
-    within(
-        "our listen",
-        T,
-        host.listen("/ip4/127.0.0.1/tcp/0".parse().unwrap()),
-    )
-    .await
-    .expect("listen");
-    let addr = host.listen_addrs().into_iter().next().expect("an address");
-    (host, addr)
+    plait_tests::interop::our_listener(rt, insecure, T).await
 }
 
 async fn their_peer(insecure: bool) -> Libp2pPeer {
