@@ -177,7 +177,10 @@ impl<R: Runtime> Drop for Stream<R> {
         inner.read_wakers.remove(&self.id);
         inner.write_wakers.remove(&self.id);
         let was_reset = inner.reset_streams.remove(&self.id);
-        if !self.done && !was_reset {
+        // A stream dropped because its connection (or the host) is closing must not end
+        // cleanly: no FIN, the remote sees the connection's end as an error.
+        let closing = inner.shut_down || inner.closing.contains(&self.id.connection);
+        if !self.done && !was_reset && !closing {
             if !self.write_closed {
                 let _ = inner.swarm.finish(self.id);
             }
