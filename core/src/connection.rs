@@ -191,12 +191,13 @@ impl StreamState {
         }
     }
 
-    /// Negotiated, with data or the end read during negotiation still to hand out: kept
-    /// even once the session has forgotten the stream.
+    /// An inbound stream still agreeing on its protocol.
     fn negotiating_inbound(&self) -> bool {
         matches!(self.negotiation, Negotiation::Inbound(_))
     }
 
+    /// Negotiated, with data or the end read during negotiation still to hand out: kept
+    /// even once the session has forgotten the stream.
     fn has_pending_read(&self) -> bool {
         matches!(self.negotiation, Negotiation::Done) && (self.eof || !self.buffer.is_empty())
     }

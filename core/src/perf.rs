@@ -877,18 +877,6 @@ mod tests {
         assert_eq!(s.poll_event(), None, "only once");
     }
 
-    fn chunks(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
-        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
-        cuts.sort_unstable();
-        let mut out = Vec::new();
-        let mut prev = 0;
-        for c in cuts.into_iter().chain([data.len()]) {
-            out.push(data[prev..c].to_vec());
-            prev = c;
-        }
-        out
-    }
-
     /// What a run looked like from outside: every event and error of both machines, and the
     /// bytes that crossed each way.
     #[derive(Debug, PartialEq, Eq)]
@@ -919,7 +907,7 @@ mod tests {
         assert!(c.poll_finish(t0));
         let mut server_result = Ok(());
         let mut input = BytesMut::new();
-        for piece in chunks(&upstream, up_cuts) {
+        for piece in plait_testkit::chunks(&upstream, up_cuts) {
             input.extend_from_slice(&piece);
             server_result = s.handle_input(t0, &mut input);
             assert!(input.is_empty());
@@ -933,7 +921,7 @@ mod tests {
         downstream.extend_from_slice(&vec![0; extra]);
         downstream.truncate(downstream.len().saturating_sub(short));
         let mut client_result = Ok(());
-        for piece in chunks(&downstream, down_cuts) {
+        for piece in plait_testkit::chunks(&downstream, down_cuts) {
             input.extend_from_slice(&piece);
             client_result = c.handle_input(t0, &mut input);
             if client_result.is_err() {
@@ -1020,7 +1008,7 @@ mod tests {
                 (s.requested(), s.received(), s.handle_eof(t0))
             };
             let whole = run(vec![data.clone()]);
-            prop_assert_eq!(run(chunks(&data, &cuts)), whole.clone());
+            prop_assert_eq!(run(plait_testkit::chunks(&data, &cuts)), whole.clone());
             match data.get(..HEADER_LEN) {
                 Some(h) => {
                     let n = u64::from_be_bytes(h.try_into().unwrap());

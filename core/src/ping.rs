@@ -587,18 +587,6 @@ mod tests {
         );
     }
 
-    fn chunks(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
-        let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
-        cuts.sort_unstable();
-        let mut out = Vec::new();
-        let mut prev = 0;
-        for c in cuts.into_iter().chain([data.len()]) {
-            out.push(data[prev..c].to_vec());
-            prev = c;
-        }
-        out
-    }
-
     proptest! {
         #[test]
         fn responder_is_chunking_invariant(
@@ -609,7 +597,7 @@ mod tests {
             let mut r = Responder::new(t0, ResponderConfig::default());
             let mut input = BytesMut::new();
             let mut out = BytesMut::new();
-            for c in chunks(&data, &cuts) {
+            for c in plait_testkit::chunks(&data, &cuts) {
                 input.extend_from_slice(&c);
                 // Drive as a driver would: drain output, then offer the rest again.
                 loop {
@@ -650,7 +638,7 @@ mod tests {
             'rounds: for round in echo.chunks(PING_SIZE) {
                 p.poll_transmit(t0, &mut BytesMut::new());
                 let mut input = BytesMut::new();
-                for c in chunks(round, &cuts) {
+                for c in plait_testkit::chunks(round, &cuts) {
                     input.extend_from_slice(&c);
                     result = p.handle_input(t0, &mut input);
                     while let Some(e) = p.poll_event() {

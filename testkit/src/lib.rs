@@ -29,3 +29,18 @@ pub mod rsa_keys {
     /// A 4096-bit key.
     pub const RSA_4096: &[u8] = include_bytes!("../keys/rsa4096.pk8");
 }
+
+/// `data` cut at `cuts` (each taken modulo `data.len() + 1`, in any order): the pieces a
+/// chunking-invariance test feeds a machine one by one. Pieces may be empty; concatenated they
+/// are `data`.
+pub fn chunks(data: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+    let mut cuts: Vec<usize> = cuts.iter().map(|c| c % (data.len() + 1)).collect();
+    cuts.sort_unstable();
+    let mut out = Vec::new();
+    let mut prev = 0;
+    for c in cuts.into_iter().chain([data.len()]) {
+        out.push(data[prev..c].to_vec());
+        prev = c;
+    }
+    out
+}

@@ -233,33 +233,17 @@ mod tests {
         (info, wire.to_vec())
     }
 
-    /// Splits `data` at the given sizes (cycled), each at least one byte.
-    fn pieces<'a>(data: &'a [u8], sizes: &'a [usize]) -> impl Iterator<Item = &'a [u8]> + 'a {
-        let mut rest = data;
-        let mut i = 0;
-        std::iter::from_fn(move || {
-            if rest.is_empty() {
-                return None;
-            }
-            let n = sizes[i % sizes.len()].clamp(1, rest.len());
-            i += 1;
-            let (piece, tail) = rest.split_at(n);
-            rest = tail;
-            Some(piece)
-        })
-    }
-
     proptest! {
         #[test]
         fn identify_gives_the_same_answer_however_its_bytes_are_chunked(
-            sizes in proptest::collection::vec(1usize..300, 1..20),
+            cuts in proptest::collection::vec(any::<usize>(), 0..200),
         ) {
             let now = plait_testkit::start();
             let remote = libp2p_identity::Keypair::ed25519_from_bytes([5; 32]).expect("key");
             let (info, wire) = identify_bytes(&remote);
             let mut running = Running::new(Service::identify(now, remote.public().to_peer_id()));
-            for piece in pieces(&wire, &sizes) {
-                let step = running.drive(now, piece, false);
+            for piece in plait_testkit::chunks(&wire, &cuts) {
+                let step = running.drive(now, &piece, false);
                 prop_assert!(step.outcome.is_none());
             }
             let step = running.drive(now, &[], true);
@@ -271,14 +255,14 @@ mod tests {
 
         #[test]
         fn ping_answers_the_same_however_its_bytes_are_chunked(
-            sizes in proptest::collection::vec(1usize..40, 1..10),
+            cuts in proptest::collection::vec(any::<usize>(), 0..96),
         ) {
             let now = plait_testkit::start();
             let payload: Vec<u8> = (0..96u8).collect();
             let mut running = Running::new(Service::ping_responder(now));
             let mut echoed = Vec::new();
-            for piece in pieces(&payload, &sizes) {
-                echoed.extend_from_slice(&running.drive(now, piece, false).output);
+            for piece in plait_testkit::chunks(&payload, &cuts) {
+                echoed.extend_from_slice(&running.drive(now, &piece, false).output);
             }
             prop_assert_eq!(echoed, payload);
         }
