@@ -164,6 +164,22 @@ pub async fn eventually(what: &str, limit: Duration, mut cond: impl FnMut() -> b
     .await;
 }
 
+/// Waits (at most `limit`) until `host` has no more than `n` streams.
+pub async fn streams_back_to<R: Runtime>(host: &Host<R>, n: usize, limit: Duration) {
+    eventually(&format!("our host back to {n} streams"), limit, || {
+        host.num_streams() <= n
+    })
+    .await;
+}
+
+/// Waits (at most `limit`) until `host` has no connection and no stream left.
+pub async fn all_clean<R: Runtime>(host: &Host<R>, limit: Duration) {
+    eventually("our host drops every connection and stream", limit, || {
+        host.num_connections() == 0 && host.num_streams() == 0
+    })
+    .await;
+}
+
 /// Deterministic pseudo-random bytes (xorshift64*).
 pub fn bytes(len: usize, seed: u64) -> Vec<u8> {
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;

@@ -66,7 +66,10 @@ use plait_tests::{
         fill_pattern, key_type_of, pattern_sha256, Capabilities, ExternalPeer, PeerBuilder,
         PeerError, PeerKind, PeerSecurity, ReadEnd, START_TIMEOUT,
     },
-    interop::{our_host, run, security, send_and_receive, sleep, within, TestRuntime},
+    interop::{
+        all_clean, our_host, run, security, send_and_receive, sleep, streams_back_to, within,
+        TestRuntime,
+    },
 };
 use sha2::Digest as _;
 
@@ -196,33 +199,6 @@ fn is_loopback_tcp(addr: &Multiaddr) -> bool {
         parts.as_slice(),
         [Protocol::Ip4(ip), Protocol::Tcp(port)] if ip.is_loopback() && *port != 0
     )
-}
-
-/// Waits until our host has no more than `n` streams.
-async fn streams_back_to<R: Runtime>(host: &Host<R>, n: usize) {
-    let start = Instant::now();
-    while host.num_streams() > n {
-        assert!(
-            start.elapsed() < T,
-            "{} streams left after {T:?}, expected {n}",
-            host.num_streams()
-        );
-        sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Waits until our host has no connection and no stream left.
-async fn all_clean<R: Runtime>(host: &Host<R>) {
-    let start = Instant::now();
-    while host.num_connections() > 0 || host.num_streams() > 0 {
-        assert!(
-            start.elapsed() < T,
-            "after {T:?}: {} connections, {} streams",
-            host.num_connections(),
-            host.num_streams()
-        );
-        sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// Waits until the connection is quiet: their identify of us completed and our identify
@@ -635,7 +611,7 @@ async fn identify_we_dial<R: Runtime>(rt: R, kind: PeerKind) {
     we_dial(&host, &peer).await;
     check_identify(&host, &addr, &mut peer, true).await;
     drop(peer);
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 async fn identify_they_dial<R: Runtime>(rt: R, kind: PeerKind) {
@@ -645,7 +621,7 @@ async fn identify_they_dial<R: Runtime>(rt: R, kind: PeerKind) {
     they_dial(&mut peer, &host, &addr).await;
     check_identify(&host, &addr, &mut peer, false).await;
     drop(peer);
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -679,9 +655,9 @@ async fn streams_100_we_open<R: Runtime>(rt: R, kind: PeerKind) {
     for (i, ok) in results {
         assert!(ok.expect("echo stream"), "stream {i} echoed wrong bytes");
     }
-    streams_back_to(&host, baseline).await;
+    streams_back_to(&host, baseline, T).await;
     drop(peer);
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 /// They open 100 streams to our echo-all at once (`streams PEER 100 SIZE`).
@@ -710,9 +686,9 @@ async fn streams_100_they_open<R: Runtime>(rt: R, kind: PeerKind) {
             STREAM_SIZE
         );
     }
-    streams_back_to(&host, baseline).await;
+    streams_back_to(&host, baseline, T).await;
     drop(peer);
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -738,7 +714,7 @@ async fn transfer_we_send<R: Runtime>(rt: R, kind: PeerKind) {
     assert_eq!(sent.0, BIG as u64);
     assert_eq!(received, sent, "(length, checksum) of the echo");
     drop(peer);
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 /// They send [`BIG`] pattern bytes through our echo-all (`bulk`) and check the echo byte by
@@ -761,7 +737,7 @@ async fn transfer_they_send<R: Runtime>(rt: R, kind: PeerKind) {
     let echoed = next(&mut reports, "our echo-all handler").await;
     assert_eq!(echoed.expect("our echo-all handler"), BIG as u64);
     drop(peer);
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 /// We write [`MEDIUM`] bytes into their sink (count and hash come back after our FIN) and read
@@ -805,9 +781,9 @@ async fn sink_source_we_open<R: Runtime>(rt: R, kind: PeerKind) {
         .expect("our write after their FIN");
     s.close().await.expect("our close after their FIN");
     drop(s);
-    streams_back_to(&host, baseline).await;
+    streams_back_to(&host, baseline, T).await;
     drop(peer);
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 /// They write [`MEDIUM`] bytes into our sink (`sink`) and read them from our source
@@ -839,7 +815,7 @@ async fn sink_source_they_open<R: Runtime>(rt: R, kind: PeerKind) {
         .expect("our source handler");
     assert_eq!(written, MEDIUM);
     drop(peer);
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -871,13 +847,13 @@ async fn they_reset_or_half_close_our_inbound<R: Runtime>(rt: R, kind: PeerKind)
         .expect_err("our handler's read across their reset");
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
 
-    streams_back_to(&host, baseline).await;
+    streams_back_to(&host, baseline, T).await;
     let reply = within("their echo after the reset", CMD, peer.echo(us))
         .await
         .or_panic("their echo after the reset");
     assert_eq!(reply, HELLO);
     drop(peer);
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 /// They reset a stream we opened while we read it: their `/echo/1.0.0` resets a stream that
@@ -900,7 +876,7 @@ async fn they_reset_our_outbound<R: Runtime>(rt: R, kind: PeerKind) {
     .await;
     let err = read.expect_err("a read across their reset");
     assert_eq!(err.kind(), ErrorKind::ConnectionReset, "{err}");
-    streams_back_to(&host, baseline).await;
+    streams_back_to(&host, baseline, T).await;
     let s = within("open echo", T, host.new_stream(them, [ECHO]))
         .await
         .unwrap();
@@ -909,7 +885,7 @@ async fn they_reset_our_outbound<R: Runtime>(rt: R, kind: PeerKind) {
         .expect("echo after the reset");
     assert_eq!(reply, HELLO);
     drop(peer);
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 /// Bytes our resetting sink reads before it resets.
@@ -976,9 +952,9 @@ async fn we_reset_their_streams<R: Runtime>(rt: R, kind: PeerKind) {
         "they read {got} bytes, we wrote {RESET_AFTER_WRITE}"
     );
 
-    streams_back_to(&host, baseline).await;
+    streams_back_to(&host, baseline, T).await;
     drop(peer);
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 /// Reads `s` until an error; a clean EOF (`Ok(0)`) is a failure, since data was due.
@@ -1066,7 +1042,7 @@ async fn they_disconnect_while_we_read_and_write<R: Runtime>(rt: R, kind: PeerKi
         "write after the disconnect"
     );
     drop((reading, writing));
-    all_clean(&host).await;
+    all_clean(&host, T).await;
     assert!(!within("connected?", CMD, peer.connected(us))
         .await
         .or_panic("connected"));
@@ -1086,7 +1062,7 @@ async fn they_disconnect_while_we_read_and_write<R: Runtime>(rt: R, kind: PeerKi
     )
     .await;
     assert!(transfer.is_err(), "transfer survived: {transfer:?}");
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 /// Bytes our endless sink or source moves before we close our host under it.
@@ -1135,7 +1111,7 @@ async fn we_disconnect_while_they_read_and_write<R: Runtime>(rt: R, kind: PeerKi
         written >= read,
         "they wrote {written} bytes, we read {read}"
     );
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 
     // They read, our handler writes; we close once it has written CLOSE_AFTER bytes.
     let (host, addr) = our_listener(&rt, false).await;
@@ -1179,7 +1155,7 @@ async fn we_disconnect_while_they_read_and_write<R: Runtime>(rt: R, kind: PeerKi
         ReadEnd::Error,
         "a closed connection does not end a stream cleanly"
     );
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1279,7 +1255,7 @@ async fn perf_both_ways<R: Runtime>(rt: R, kind: PeerKind) {
         .expect("our perf server");
     assert_eq!(uploaded, PERF_BYTES);
     drop(peer);
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -67,8 +67,8 @@ use plait_driver::{
 };
 use plait_tests::{
     interop::{
-        bytes, echo_all, eventually, our_host, run, send_and_receive, sleep, within, GateProxy,
-        OnAsyncStd, OnSmol, OnTokio,
+        all_clean, bytes, echo_all, eventually, our_host, run, send_and_receive, sleep,
+        streams_back_to, within, GateProxy, OnAsyncStd, OnSmol, OnTokio,
     },
     libp2p_peer::{
         Libp2pPeer, PeerConfig, PeerEvent, ECHO_ALL_PROTOCOL, ECHO_PROTOCOL, PING_PROTOCOL,
@@ -194,27 +194,6 @@ async fn settle<R: Runtime>(
     }
     assert_eq!(n, 1, "streams of a settled connection (their ping stream)");
     n
-}
-
-/// Waits until our host has no more than `baseline` streams.
-async fn streams_back_to<R: Runtime>(host: &Host<R>, baseline: usize) {
-    let start = Instant::now();
-    while host.num_streams() > baseline {
-        assert!(
-            start.elapsed() < T,
-            "{} streams left after {T:?}, expected {baseline}",
-            host.num_streams()
-        );
-        sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Waits until our host has no connection and no stream left.
-async fn all_clean<R: Runtime>(host: &Host<R>) {
-    eventually("our host drops every connection and stream", T, || {
-        host.num_connections() == 0 && host.num_streams() == 0
-    })
-    .await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -395,7 +374,7 @@ async fn identify_we_dial<R: Runtime>(rt: R) {
     we_dial(&host, &peer).await;
     check_identify(&host, &addr, &peer).await;
     peer.shutdown().await;
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 async fn identify_they_dial<R: Runtime>(rt: R) {
@@ -405,7 +384,7 @@ async fn identify_they_dial<R: Runtime>(rt: R) {
     they_dial(&peer, &host, &addr).await;
     check_identify(&host, &addr, &peer).await;
     peer.shutdown().await;
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -446,9 +425,9 @@ async fn streams_100_we_open<R: Runtime>(rt: R) {
     for (i, ok) in results {
         assert!(ok.expect("echo stream"), "stream {i} echoed wrong bytes");
     }
-    streams_back_to(&host, baseline).await;
+    streams_back_to(&host, baseline, T).await;
     peer.shutdown().await;
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 /// They open 100 streams to our echo-all at once.
@@ -480,9 +459,9 @@ async fn streams_100_they_open<R: Runtime>(rt: R) {
     for (i, ok) in results {
         assert!(ok.expect("echo stream"), "stream {i} echoed wrong bytes");
     }
-    streams_back_to(&host, baseline).await;
+    streams_back_to(&host, baseline, T).await;
     peer.shutdown().await;
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -517,7 +496,7 @@ async fn transfer_we_send<R: Runtime>(rt: R) {
     assert_eq!(sent.0, BIG as u64);
     assert_eq!(received, sent, "(length, checksum) of the echo");
     peer.shutdown().await;
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 /// They send [`BIG`] bytes through our echo-all and check the echo.
@@ -541,7 +520,7 @@ async fn transfer_they_send<R: Runtime>(rt: R) {
     assert_eq!(sent.0, BIG as u64);
     assert_eq!(received, sent, "(length, checksum) of the echo");
     peer.shutdown().await;
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -639,7 +618,7 @@ async fn they_reset_or_close_our_streams<R: Runtime>(rt: R) {
     drop(theirs);
     drop(ours);
 
-    streams_back_to(&host, baseline).await;
+    streams_back_to(&host, baseline, T).await;
     // Still usable afterwards.
     let reply = within("echo after resets", T, async {
         let s = host.new_stream(them, [ECHO_PROTOCOL]).await.unwrap();
@@ -649,7 +628,7 @@ async fn they_reset_or_close_our_streams<R: Runtime>(rt: R) {
     .unwrap();
     assert_eq!(reply, HELLO);
     peer.shutdown().await;
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 /// They close the connection while we read on one stream and write on another; then their
@@ -686,7 +665,7 @@ async fn they_disconnect_while_we_read_and_write<R: Runtime>(rt: R) {
     assert!(reading.read(&mut buf).await.is_err());
     assert!(writing.write_all(b"more").await.is_err());
     drop((reading, writing));
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 
     // Their peer disappears mid-transfer (swarm dropped: the TCP connection closes).
     we_dial(&host, &peer).await;
@@ -703,7 +682,7 @@ async fn they_disconnect_while_we_read_and_write<R: Runtime>(rt: R) {
     )
     .await;
     assert!(transfer.is_err(), "transfer survived: {transfer:?}");
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 /// What our [`SINK`] handler saw.
@@ -827,7 +806,7 @@ async fn they_reset_or_disconnect_our_inbound<R: Runtime>(rt: R) {
     assert!(matches!(got[0], SinkReport::Write(Err(_))), "{got:?}");
     assert!(matches!(got[1], SinkReport::Read(Err(_))), "{got:?}");
     drop((w, r));
-    all_clean(&host).await;
+    all_clean(&host, T).await;
     peer.shutdown().await;
 }
 
@@ -866,7 +845,7 @@ async fn lazy_dialer_sends_data_with_proposal<R: Runtime>(rt: R) {
     assert_eq!(reply, LINE);
     drop(s);
     peer.shutdown().await;
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 /// A lazy proposal they reject: the open succeeds, our first read fails.
@@ -890,7 +869,7 @@ async fn lazy_rejection_fails_first_read<R: Runtime>(rt: R) {
     let err = read.expect_err("read on a rejected lazy stream");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
     drop(s);
-    streams_back_to(&host, baseline).await;
+    streams_back_to(&host, baseline, T).await;
     // Our strict dialer (several protocols) gets `na` for the first and agrees on the second.
     let s = within(
         "open [unsupported, echo]",
@@ -913,7 +892,7 @@ async fn lazy_rejection_fails_first_read<R: Runtime>(rt: R) {
     .await;
     assert!(err.is_err(), "open of unsupported protocols succeeded");
     peer.shutdown().await;
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 /// Their multistream dialer offers protocols we only partly support: `na`, then agreement.
@@ -969,7 +948,7 @@ async fn their_dialer_offers_several_protocols<R: Runtime>(rt: R) {
     );
     drop(s);
     lazy.shutdown().await;
-    all_clean(&host).await;
+    all_clean(&host, T).await;
 }
 
 // ---------------------------------------------------------------------------------------------
