@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -29,8 +28,8 @@ const (
 	maxRSABits = 8192
 )
 
-// makeIdentity returns the peer's private key: random when seed is 0, otherwise derived from
-// (keyType, rsaBits, seed) alone.
+// makeIdentity returns the peer's private key: derived from (keyType, rsaBits, seed) alone, or
+// from a random secret when seed is 0.
 //
 // The seed's echo example passes a math/rand reader to crypto.GenerateKeyPairWithReader.
 // Since Go 1.26 the standard library ignores custom readers in key generation (GODEBUG
@@ -41,10 +40,12 @@ const (
 // ECDSA P-256, the secret itself as the Ed25519 seed, and a hash-and-retry scalar for
 // secp256k1. Same seed and key type: same key, every run, every machine.
 func makeIdentity(keyType string, rsaBits int, seed int64) (crypto.PrivKey, error) {
-	if seed == 0 {
-		return randomIdentity(keyType, rsaBits)
-	}
 	secret := seedSecret(keyType, rsaBits, seed)
+	if seed == 0 {
+		if _, err := rand.Read(secret[:]); err != nil {
+			return nil, err
+		}
+	}
 	switch keyType {
 	case keyRSA:
 		k, err := keygen.RSA(rsaBits, secret[:])
@@ -86,28 +87,4 @@ func makeIdentity(keyType string, rsaBits int, seed int64) (crypto.PrivKey, erro
 // seedSecret is the 256-bit secret a seeded identity is derived from.
 func seedSecret(keyType string, rsaBits int, seed int64) [32]byte {
 	return sha256.Sum256(fmt.Appendf(nil, "plait-test-peer identity %s %d %d", keyType, rsaBits, seed))
-}
-
-func randomIdentity(keyType string, rsaBits int) (crypto.PrivKey, error) {
-	switch keyType {
-	case keyRSA:
-		priv, _, err := crypto.GenerateKeyPair(crypto.RSA, rsaBits)
-		return priv, err
-	case keyEd25519:
-		priv, _, err := crypto.GenerateKeyPair(crypto.Ed25519, 0)
-		return priv, err
-	case keySecp256k1:
-		priv, _, err := crypto.GenerateKeyPair(crypto.Secp256k1, 0)
-		return priv, err
-	case keyECDSA:
-		// crypto.GenerateKeyPair(crypto.ECDSA, ..) is P-256 too; spelled out for clarity.
-		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, err
-		}
-		priv, _, err := crypto.KeyPairFromStdKey(k)
-		return priv, err
-	default:
-		return nil, fmt.Errorf("unknown key type %q", keyType)
-	}
 }
