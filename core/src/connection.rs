@@ -16,7 +16,6 @@ use crate::multistream::{
     self, Dialer, DialerMode, DialerStatus, Listener, ListenerConfig, ListenerStatus, Protocol,
     ProtocolSet,
 };
-use crate::noise;
 use crate::time::Instant;
 use crate::upgrade::{self, Channel, Remote, Role, Upgrade, UpgradeConfig, UpgradeStatus};
 use crate::yamux::{self, Session, StreamId};
@@ -30,43 +29,6 @@ pub const MAX_NEGOTIATION_BUFFER: usize = 4096;
 /// measured 7 % faster than 256 KiB, 64 KiB 17 % slower, single-stream benchmark), small enough
 /// to interleave connections. A connection holds this buffer only while it has bytes to send.
 pub const TRANSMIT_BUDGET: usize = 512 * 1024;
-/// Received bytes taken for decryption per [`Connection::take_unopened`].
-const OPEN_BUDGET: usize = 256 * 1024;
-
-/// Bytes for the socket from [`Connection::poll_transmit_unsealed`]: some of its Noise frames
-/// may still hold plaintext, so the bytes are only handed out by [`Transmit::seal`].
-#[must_use = "a transmit holds bytes to send: seal it and send them"]
-#[derive(Debug)]
-pub struct Transmit {
-    buf: BytesMut,
-    unsealed: Option<noise::Unsealed>,
-}
-
-impl Transmit {
-    /// Bytes that need no encryption (or an empty buffer).
-    pub(crate) fn from_sealed(buf: BytesMut) -> Self {
-        Self {
-            buf,
-            unsealed: None,
-        }
-    }
-
-    /// Whether there is nothing to send (the buffer passed in was empty and nothing was added).
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
-    }
-
-    /// Encrypts what still needs it and returns the buffer passed in with the new bytes
-    /// appended. On error (which only a corrupted buffer could cause) nothing is returned:
-    /// the connection's nonces are spent, so it must be closed.
-    pub fn seal(mut self) -> Result<BytesMut, noise::Error> {
-        if let Some(batch) = self.unsealed.take() {
-            batch.seal(&mut self.buf)?;
-        }
-        Ok(self.buf)
-    }
-}
-
 /// How long a connection whose peer violated the yamux protocol waits for its Go Away to be
 /// sent before it ends anyway: a peer that stops reading must not keep it forever (go-yamux
 /// gives the Go Away a short write deadline too).
@@ -286,6 +248,24 @@ impl Connection {
         matches!(self.state, State::Closed)
     }
 
+    /// Inbound streams negotiate `protocols` from now on (streams already negotiating keep
+    /// the set they started with).
+    pub fn set_protocols(&mut self, protocols: Arc<ProtocolSet>) {
+        let mut config = (*self.config).clone();
+        config.protocols = protocols;
+        self.config = Arc::new(config);
+    }
+
+    /// Our identity's public key.
+    pub fn local_public_key(&self) -> libp2p_identity::PublicKey {
+        self.config.upgrade.keypair.public()
+    }
+
+    /// The protocols inbound streams negotiate.
+    pub fn protocols(&self) -> &Arc<ProtocolSet> {
+        &self.config.protocols
+    }
+
     /// Our role on this connection.
     pub fn role(&self) -> Role {
         self.role
@@ -318,64 +298,6 @@ impl Connection {
             feed |= live.channel.decrypt_one(input, &mut live.plain_in)?;
             if !std::mem::take(&mut feed) {
                 break;
-            }
-            violated |= live.feed_muxer(now)?;
-        }
-        self.after_input(now, violated);
-        Ok(())
-    }
-
-    /// Takes the complete Noise frames at the front of `input` for decryption by
-    /// [`noise::Unopened::open`], which needs no access to the connection (a driver that
-    /// shares its connections behind a lock decrypts after releasing it); hand the result to
-    /// [`Connection::handle_opened`]. `None` when there is nothing to take that way (no
-    /// complete frame, still upgrading, a plaintext channel, a batch already out): feed
-    /// `input` to [`Connection::handle_input`] instead.
-    pub fn take_unopened(&mut self, input: &mut BytesMut) -> Option<noise::Unopened> {
-        let State::Live(live) = &mut self.state else {
-            return None;
-        };
-        let Channel::Noise(transport) = &mut live.channel else {
-            return None;
-        };
-        match transport.take_unopened(input, OPEN_BUDGET) {
-            Ok(batch) => batch,
-            Err(e) => {
-                self.fail(Error::Upgrade(e.into()));
-                None
-            }
-        }
-    }
-
-    /// Handles the frames taken by [`Connection::take_unopened`], opened (or the error that
-    /// opening them gave, which closes the connection).
-    pub fn handle_opened(&mut self, now: Instant, opened: Result<noise::Opened, noise::Error>) {
-        if let Err(error) = self.try_opened(now, opened) {
-            self.fail(error);
-        }
-    }
-
-    fn try_opened(
-        &mut self,
-        now: Instant,
-        opened: Result<noise::Opened, noise::Error>,
-    ) -> Result<(), Error> {
-        self.now = self.now.max(now);
-        let State::Live(live) = &mut self.state else {
-            return Ok(());
-        };
-        let Channel::Noise(transport) = &mut live.channel else {
-            return Err(Error::Upgrade(noise::Error::Failed.into()));
-        };
-        let mut opened = transport
-            .accept_opened(opened)
-            .map_err(|e| Error::Upgrade(e.into()))?;
-        let mut violated = false;
-        while let Some(frame) = opened.next_frame() {
-            if live.plain_in.is_empty() {
-                live.plain_in = frame;
-            } else {
-                live.plain_in.extend_from_slice(&frame);
             }
             violated |= live.feed_muxer(now)?;
         }
@@ -570,6 +492,24 @@ impl Connection {
     /// Writes to a stream; returns how many bytes were accepted (0: wait for
     /// [`Event::Writable`]).
     pub fn write(&mut self, id: StreamId, data: &[u8]) -> Result<usize, Error> {
+        Ok(self.writable_stream(id)?.write(data)?)
+    }
+
+    /// Like [`Connection::write`], without copying: the accepted prefix of `data` is queued
+    /// as it is (the rest is not taken; see [`Connection::send_capacity`]).
+    pub fn write_bytes(&mut self, id: StreamId, data: Bytes) -> Result<usize, Error> {
+        Ok(self.writable_stream(id)?.write_bytes(data)?)
+    }
+
+    /// How many bytes a write to stream `id` would accept now (0 while it negotiates or its
+    /// send buffer is full, or if there is no such stream). After 0 from a full buffer, the
+    /// stream reports [`Event::Writable`] once it has room.
+    pub fn send_capacity(&mut self, id: StreamId) -> usize {
+        self.writable_stream(id).map_or(0, |mut s| s.send_capacity())
+    }
+
+    /// The yamux stream `id`, if the application may write to it.
+    fn writable_stream(&mut self, id: StreamId) -> Result<yamux::StreamMut<'_>, Error> {
         let live = self.live()?;
         let state = live.streams.get(&id).ok_or(Error::UnknownStream(id))?;
         let ready = match &state.negotiation {
@@ -580,8 +520,7 @@ impl Connection {
         if !ready {
             return Err(Error::Negotiating(id));
         }
-        let mut stream = live.session.stream(id).ok_or(Error::UnknownStream(id))?;
-        Ok(stream.write(data)?)
+        live.session.stream(id).ok_or(Error::UnknownStream(id))
     }
 
     /// Half-closes a stream: we send no more (FIN).
@@ -649,57 +588,41 @@ impl Connection {
         }
     }
 
-    /// Appends bytes for the socket to `out`; returns how many, or `None` if there are none.
+    /// Appends bytes for the socket to `out` (at most about [`TRANSMIT_BUDGET`] per call);
+    /// returns how many, or `None` if there are none.
     pub fn poll_transmit(&mut self, now: Instant, out: &mut BytesMut) -> Option<usize> {
         let start = out.len();
-        let transmit = self.poll_transmit_unsealed(now, std::mem::take(out));
-        match transmit.seal() {
-            Ok(sealed) => *out = sealed,
-            Err(e) => self.fail(Error::Upgrade(e.into())),
-        }
-        (out.len() > start).then(|| out.len() - start)
-    }
-
-    /// Like [`Connection::poll_transmit`], but the Noise frames of the returned [`Transmit`]
-    /// are encrypted by [`Transmit::seal`], which needs no access to the connection: a driver
-    /// that shares its connections behind a lock can encrypt after releasing it. Batches must
-    /// be sealed and sent in the order they were polled.
-    pub fn poll_transmit_unsealed(&mut self, now: Instant, mut out: BytesMut) -> Transmit {
         let result = match &mut self.state {
             State::Upgrading(upgrade) => {
-                upgrade.poll_transmit(&mut out);
-                return Transmit::from_sealed(out);
+                upgrade.poll_transmit(out);
+                Ok(0)
             }
-            State::Closed => return Transmit::from_sealed(out),
+            State::Closed => Ok(0),
             State::Live(live) => {
                 out.extend_from_slice(&live.raw_out);
                 live.raw_out.clear();
                 let session = &mut live.session;
                 let mut fills = 0;
                 let mut first_full = false;
-                live.channel
-                    .encrypt_deferred(&mut out, TRANSMIT_BUDGET, |buf, max| {
-                        fills += 1;
-                        if fills == 2 && first_full {
-                            // A batch (the first frame came full): room for all of it at once,
-                            // as growing `buf` frame by frame would copy the frames already
-                            // laid out in it again. Small transmits allocate only what they use.
-                            buf.reserve(TRANSMIT_BUDGET + 2 * 64 * 1024);
-                        }
-                        let n = session.poll_transmit(now, buf, max).unwrap_or(0);
-                        first_full |= fills == 1 && n == max;
-                        n
-                    })
+                live.channel.encrypt_with(out, TRANSMIT_BUDGET, |buf, max| {
+                    fills += 1;
+                    if fills == 2 && first_full {
+                        // A batch (the first frame came full): room for all of it at once,
+                        // as growing `buf` frame by frame would copy the frames already laid
+                        // out in it again. Small transmits allocate only what they use.
+                        buf.reserve(TRANSMIT_BUDGET + 2 * 64 * 1024);
+                    }
+                    let n = session.poll_transmit(now, buf, max).unwrap_or(0);
+                    first_full |= fills == 1 && n == max;
+                    n
+                })
             }
         };
         self.process_session_events();
-        match result {
-            Ok(unsealed) => Transmit { buf: out, unsealed },
-            Err(e) => {
-                self.fail(e.into());
-                Transmit::from_sealed(out)
-            }
+        if let Err(e) = result {
+            self.fail(e.into());
         }
+        (out.len() > start).then(|| out.len() - start)
     }
 
     /// Handles a timer expiry (spurious calls are harmless).

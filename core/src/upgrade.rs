@@ -207,34 +207,15 @@ impl Channel {
 
     /// Appends encrypted frames to `out`, their plaintext written by `fill(out, max_bytes)`,
     /// which returns how many bytes it appended. Stops when `fill` writes nothing or `out`
-    /// holds at least `budget` bytes. Returns the bytes appended to `out`.
+    /// holds at least `budget` bytes. Returns the bytes appended to `out`; on error `out` is
+    /// back at its length before the call (no plaintext stays behind).
     pub(crate) fn encrypt_with(
         &mut self,
         out: &mut BytesMut,
         budget: usize,
-        fill: impl FnMut(&mut BytesMut, usize) -> usize,
+        mut fill: impl FnMut(&mut BytesMut, usize) -> usize,
     ) -> Result<usize, Error> {
         let start = out.len();
-        if let Some(batch) = self.encrypt_deferred(out, budget, fill)? {
-            if let Err(e) = batch.seal(out) {
-                out.truncate(start);
-                return Err(e.into());
-            }
-        }
-        Ok(out.len() - start)
-    }
-
-    /// Like [`Channel::encrypt_with`], but leaves the encryption of the Noise frames to the
-    /// returned batch (see [`noise::Unsealed`]); `None` when nothing needs encrypting. On
-    /// error `out` is back at its length before the call.
-    pub(crate) fn encrypt_deferred(
-        &mut self,
-        out: &mut BytesMut,
-        budget: usize,
-        mut fill: impl FnMut(&mut BytesMut, usize) -> usize,
-    ) -> Result<Option<noise::Unsealed>, Error> {
-        let start = out.len();
-        let mut batch = None;
         match self {
             Self::Plaintext => {
                 while out.len() - start < budget {
@@ -250,15 +231,14 @@ impl Channel {
                         out.truncate(frame.offset());
                         break;
                     }
-                    if let Err(e) = transport.defer_frame(out, frame, &mut batch) {
-                        // No plaintext of earlier frames of the batch may stay behind.
+                    if let Err(e) = transport.seal_frame(out, frame) {
                         out.truncate(start);
                         return Err(e.into());
                     }
                 }
             }
         }
-        Ok(batch)
+        Ok(out.len() - start)
     }
 }
 

@@ -1,23 +1,25 @@
-//! The host: a swarm behind a mutex, driven by connection, listener and timer tasks.
+//! The host: the coordinator behind the host lock, connection tasks that own their
+//! connections, and the calls that wait for either.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::poll_fn;
-use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use plait_core::dial::peerstore::PERMANENT_ADDR_TTL;
+use plait_core::dial::TransportError;
 use plait_core::identity::{Keypair, PeerId};
 use plait_core::multiaddr::{Multiaddr, Protocol as AddrProtocol};
 use plait_core::multistream::Protocol;
 use plait_core::swarm::{
-    Command, ConnectionId, Error as SwarmError, Event, Limits, ListenerId, StreamRef,
-    StreamRequestId, Swarm, SwarmConfig,
+    Command, ConnectionId, Coordinator, Error as SwarmError, Event, Limits, ListenerId,
+    StreamRequestId, SwarmConfig, ToConnection,
 };
 use plait_core::upgrade::Security;
 
+use crate::connection::{self, Completion, Mailbox};
 use crate::stream::Stream;
 use crate::{io, Error, Runtime};
 
@@ -95,7 +97,7 @@ impl HostConfig {
 }
 
 /// What happened to a host's connections and listeners.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum HostEvent {
     /// Listening on an address.
@@ -131,14 +133,14 @@ pub enum HostEvent {
         /// The peer.
         peer: PeerId,
         /// Why.
-        error: String,
+        error: SwarmError,
     },
     /// A connection failed before it was established.
     ConnectionFailed {
         /// The connection.
         connection: ConnectionId,
         /// Why.
-        error: String,
+        error: SwarmError,
     },
     /// The consumer of [`Host::next_event`] fell behind: this many older events were dropped.
     Lagged(u64),
@@ -157,13 +159,12 @@ pub enum HostEvent {
     },
 }
 
-type Handler<R> = Arc<dyn Fn(Stream<R>) + Send + Sync>;
+/// A stream handler.
+pub(crate) type Handler<R> = Arc<dyn Fn(Stream<R>) + Send + Sync>;
 
-/// User code to run once the host lock is released (see [`Guard`]).
-type Deferred = Box<dyn FnOnce() + Send>;
-
+/// What a handler serves.
 #[derive(Clone)]
-enum Matcher {
+pub(crate) enum Matcher {
     Exact(Protocol),
     Predicate(Arc<dyn Fn(&str) -> bool + Send + Sync>),
 }
@@ -177,13 +178,12 @@ impl Matcher {
     }
 }
 
-/// The stream handlers, newest last. Shared with the deferred calls that run them, and
-/// copied on write.
-type Handlers<R> = Arc<Vec<(Matcher, Handler<R>)>>;
+/// The stream handlers, newest last, copied on write.
+pub(crate) type Handlers<R> = Arc<Vec<(Matcher, Handler<R>)>>;
 
 /// The handler of `protocol`: the newest whose matcher accepts it. Runs user code (matchers):
-/// never call it with the host lock held.
-fn find_handler<R: Runtime>(handlers: &Handlers<R>, protocol: &str) -> Option<Handler<R>> {
+/// never call it with a lock held.
+pub(crate) fn find_handler<R: Runtime>(handlers: &Handlers<R>, protocol: &str) -> Option<Handler<R>> {
     handlers
         .iter()
         .rev()
@@ -219,28 +219,17 @@ impl<T> Waiter<T> {
     }
 }
 
-pub(crate) struct Inner<R: Runtime> {
-    pub(crate) swarm: Swarm,
+/// What the host lock guards: the coordinator, the connections' mailboxes, and the calls
+/// that wait. No connection's machine and no stream's bytes are here.
+pub(crate) struct HostState<R: Runtime> {
+    pub(crate) coordinator: Coordinator,
     pub(crate) runtime: R,
-    /// Connection tasks to wake when their connection has output or must close.
-    pub(crate) conn_wakers: HashMap<ConnectionId, Waker>,
-    pub(crate) closing: HashSet<ConnectionId>,
-    pub(crate) read_wakers: HashMap<StreamRef, Waker>,
-    pub(crate) write_wakers: HashMap<StreamRef, Waker>,
-    pub(crate) reset_streams: HashSet<StreamRef>,
-    /// Streams the application dropped before reading their end: the driver reads and
-    /// discards what still arrives until the remote's FIN, so the core can forget them.
-    pub(crate) detached: HashSet<StreamRef>,
+    /// The mailbox of every running connection task.
+    mailboxes: HashMap<ConnectionId, Arc<Mailbox>>,
     pub(crate) timer_waker: Option<Waker>,
     pub(crate) closed_listeners: HashSet<ListenerId>,
     /// Listener tasks waiting in `accept`, woken when their listener or the host closes.
     pub(crate) listener_wakers: HashMap<ListenerId, Waker>,
-    /// `new_stream` calls waiting for the peer to acknowledge earlier streams (yamux's ack
-    /// backlog); woken when a connection receives input or ends.
-    backlog_wakers: Vec<Waker>,
-    handlers: Handlers<R>,
-    /// Handlers and matchers to call once the lock is released (by [`Guard`]'s drop).
-    deferred: Vec<Deferred>,
     streams: HashMap<StreamRequestId, Waiter<Result<Stream<R>, Error>>>,
     dials: HashMap<ConnectionId, Waiter<Result<PeerId, Error>>>,
     listens: HashMap<ListenerId, Waiter<Result<Multiaddr, Error>>>,
@@ -256,75 +245,54 @@ pub(crate) struct Inner<R: Runtime> {
     pub(crate) shut_down: bool,
 }
 
+/// What a host's tasks and handles share.
 pub(crate) struct Shared<R: Runtime> {
-    pub(crate) inner: Mutex<Inner<R>>,
-    /// Bytes held in the connection tasks' socket buffers (read, not yet consumed by the
-    /// swarm; taken from the swarm, not yet written).
-    pub(crate) io_buffered: AtomicUsize,
+    state: Mutex<HostState<R>>,
+    /// The stream handlers, newest last (their own lock: connection tasks look them up
+    /// without the host lock).
+    handlers: Mutex<Handlers<R>>,
+    pub(crate) local_peer: PeerId,
     /// Connection tasks alive, each owning one socket.
     pub(crate) sockets: AtomicUsize,
 }
 
 impl<R: Runtime> Shared<R> {
-    /// Takes the host lock. User code that the work done under it calls for (stream handlers,
-    /// protocol matchers) runs when the guard is dropped, after the lock is released.
-    pub(crate) fn lock(&self) -> Guard<'_, R> {
-        Guard(Some(self.inner.lock().unwrap_or_else(|e| e.into_inner())))
+    /// Takes the host lock. Nothing holding it calls user code.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HostState<R>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current stream handlers.
+    pub(crate) fn handlers(&self) -> Handlers<R> {
+        self.handlers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn add_handler(&self, matcher: Matcher, handler: Handler<R>) {
+        let mut handlers = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list = (**handlers).clone();
+        list.push((matcher, handler));
+        // The old list is dropped here, the handlers lock held but no host lock: a handler
+        // holding the last `Host` may shut the host down from its drop.
+        let old = std::mem::replace(&mut *handlers, Arc::new(list));
+        drop(handlers);
+        drop(old);
     }
 }
 
-/// The host lock, held. Dropping it releases the lock, then runs the calls into user code
-/// queued while it was held, so a handler may call any [`Host`] method or drop its stream.
-pub(crate) struct Guard<'a, R: Runtime>(Option<MutexGuard<'a, Inner<R>>>);
-
-impl<R: Runtime> Deref for Guard<'_, R> {
-    type Target = Inner<R>;
-    fn deref(&self) -> &Inner<R> {
-        self.0
-            .as_deref()
-            .unwrap_or_else(|| unreachable!("held until dropped"))
-    }
-}
-
-impl<R: Runtime> DerefMut for Guard<'_, R> {
-    fn deref_mut(&mut self) -> &mut Inner<R> {
-        self.0
-            .as_deref_mut()
-            .unwrap_or_else(|| unreachable!("held until dropped"))
-    }
-}
-
-impl<R: Runtime> Drop for Guard<'_, R> {
-    fn drop(&mut self) {
-        let Some(mut inner) = self.0.take() else {
-            return;
-        };
-        let deferred = std::mem::take(&mut inner.deferred);
-        drop(inner);
-        if std::thread::panicking() {
-            return;
-        }
-        for call in deferred {
-            call();
-        }
-    }
-}
-
-impl<R: Runtime> Inner<R> {
-    /// Carries out the swarm's commands and hands its events to whoever waits for them.
-    /// Called after every change to the swarm, with the lock held.
+impl<R: Runtime> HostState<R> {
+    /// Carries out the coordinator's commands, hands its events to whoever waits for them and
+    /// its messages to the connections. Called after every change to the coordinator.
     pub(crate) fn pump(&mut self, shared: &Arc<Shared<R>>) {
-        while let Some(command) = self.swarm.poll_command() {
+        while let Some(command) = self.coordinator.poll_command() {
             match command {
                 Command::Listen { listener, addr } => {
                     io::spawn_listener(shared.clone(), &self.runtime, listener, addr);
                 }
                 Command::Dial { connection, addr } => {
                     io::spawn_dial(shared.clone(), &self.runtime, connection, addr);
-                }
-                Command::Close { connection } => {
-                    self.closing.insert(connection);
-                    self.wake_connection(connection);
                 }
                 Command::CloseListener { listener } => {
                     self.closed_listeners.insert(listener);
@@ -335,16 +303,67 @@ impl<R: Runtime> Inner<R> {
                 _ => {}
             }
         }
-        while let Some(event) = self.swarm.poll_event() {
-            self.dispatch(shared, event);
+        while let Some(event) = self.coordinator.poll_event() {
+            self.dispatch(event);
         }
-        self.wake_ready();
+        while let Some((connection, message)) = self.coordinator.poll_connection_message() {
+            let refused = match self.mailboxes.get(&connection) {
+                Some(mailbox) => mailbox.post(message).err(),
+                None => Some(message),
+            };
+            if let Some(message) = refused {
+                self.bounce(message);
+            }
+        }
         if let Some(w) = &self.timer_waker {
             w.wake_by_ref();
         }
     }
 
-    fn dispatch(&mut self, shared: &Arc<Shared<R>>, event: Event) {
+    /// A message for a connection whose task has ended: what it asked for fails.
+    fn bounce(&mut self, message: ToConnection) {
+        match message {
+            ToConnection::OpenStream { request, .. } => {
+                self.complete(Completion::Stream(request, Err(connection::closed())))
+            }
+            ToConnection::Ping { request } => {
+                self.complete(Completion::Ping(request, Err(connection::closed())))
+            }
+            _ => {}
+        }
+    }
+
+    /// A connection task starts: its mailbox receives the coordinator's messages.
+    pub(crate) fn connection_started(&mut self, connection: ConnectionId, mailbox: Arc<Mailbox>) {
+        self.mailboxes.insert(connection, mailbox);
+    }
+
+    /// A connection task ends: messages still queued for it fail what they asked for.
+    pub(crate) fn connection_ended(&mut self, connection: ConnectionId, mailbox: &Mailbox) {
+        self.mailboxes.remove(&connection);
+        for message in mailbox.close() {
+            self.bounce(message);
+        }
+    }
+
+    /// Completes a waiting `new_stream` or `ping` (a stream nobody waits for any more is
+    /// dropped: that finishes it).
+    pub(crate) fn complete(&mut self, completion: Completion<R>) {
+        match completion {
+            Completion::Stream(request, result) => {
+                if let Some(waiter) = self.streams.get_mut(&request) {
+                    waiter.complete(result);
+                }
+            }
+            Completion::Ping(request, result) => {
+                if let Some(waiter) = self.pings.get_mut(&request) {
+                    waiter.complete(result);
+                }
+            }
+        }
+    }
+
+    fn dispatch(&mut self, event: Event) {
         match event {
             Event::ListenStarted { listener, addr } => {
                 self.listen_requests.remove(&listener);
@@ -360,7 +379,7 @@ impl<R: Runtime> Inner<R> {
                     if w.result.is_none() {
                         w.complete(Err(Error::Listen {
                             addr: addr.unwrap_or_else(Multiaddr::empty),
-                            reason: error.unwrap_or_else(|| "listener closed".into()),
+                            error: error.unwrap_or(TransportError::Cancelled),
                         }));
                     }
                 }
@@ -376,78 +395,23 @@ impl<R: Runtime> Inner<R> {
             Event::Disconnected {
                 peer, connection, ..
             } => {
-                self.forget_connection(connection);
                 self.push_event(HostEvent::Disconnected { peer, connection });
             }
             Event::ConnectionFailed {
                 connection, error, ..
             } => {
-                self.forget_connection(connection);
                 if let Some(w) = self.dials.get_mut(&connection) {
                     w.complete(Err(error.clone().into()));
                 }
-                self.push_event(HostEvent::ConnectionFailed {
-                    connection,
-                    error: error.to_string(),
-                });
-            }
-            Event::InboundStream {
-                peer,
-                stream,
-                protocol,
-            } => {
-                let handlers = self.handlers.clone();
-                let stream = Stream::new(shared.clone(), stream, peer, protocol);
-                self.deferred.push(Box::new(move || {
-                    match find_handler(&handlers, stream.protocol().as_str()) {
-                        Some(handler) => handler(stream),
-                        None => stream.reset(),
-                    }
-                }));
-            }
-            Event::ProtocolQuery {
-                stream, protocol, ..
-            } => {
-                let handlers = self.handlers.clone();
-                let shared = shared.clone();
-                self.deferred.push(Box::new(move || {
-                    let accept = find_handler(&handlers, protocol.as_str()).is_some();
-                    let mut inner = shared.lock();
-                    let now = inner.runtime.now();
-                    // The stream or its connection may be gone by now: nothing to answer then.
-                    let _ = inner.swarm.answer_protocol_query(now, stream, accept);
-                    inner.pump(&shared);
-                }));
-            }
-            Event::StreamOpened {
-                request,
-                stream,
-                protocol,
-            } => {
-                let peer = self
-                    .swarm
-                    .connection_peer(stream.connection)
-                    .unwrap_or_else(|| self.swarm.local_peer_id());
-                self.wake_connection(stream.connection);
-                let s = Stream::new(shared.clone(), stream, peer, protocol);
-                match self.streams.get_mut(&request) {
-                    Some(waiter) => waiter.complete(Ok(s)),
-                    // Its `new_stream` was cancelled: close the stream (its drop takes the
-                    // lock, so after it is released).
-                    None => self.deferred.push(Box::new(move || drop(s))),
-                }
+                self.push_event(HostEvent::ConnectionFailed { connection, error });
             }
             Event::StreamOpenFailed { request, error } => {
-                if let Some(waiter) = self.streams.get_mut(&request) {
-                    waiter.complete(Err(error.into()));
-                }
+                self.complete(Completion::Stream(request, Err(error.into())));
             }
             Event::PingResult {
                 request, result, ..
             } => {
-                if let Some(w) = self.pings.get_mut(&request) {
-                    w.complete(result.map_err(Error::Ping));
-                }
+                self.complete(Completion::Ping(request, result.map_err(Error::Swarm)));
             }
             Event::Identified { peer, info } => {
                 self.push_event(HostEvent::Identified {
@@ -460,72 +424,8 @@ impl<R: Runtime> Inner<R> {
             Event::IdentifyFailed { peer, error } => {
                 self.push_event(HostEvent::IdentifyFailed { peer, error });
             }
-            Event::Readable(s) if self.detached.contains(&s) => self.drain_detached(s),
-            Event::Readable(s) => {
-                if let Some(w) = self.read_wakers.remove(&s) {
-                    w.wake();
-                }
-            }
-            Event::Writable(s) => {
-                if let Some(w) = self.write_wakers.remove(&s) {
-                    w.wake();
-                }
-            }
-            Event::StreamReset(s) if self.detached.remove(&s) => {}
-            Event::StreamReset(s) => {
-                self.reset_streams.insert(s);
-                for w in [self.read_wakers.remove(&s), self.write_wakers.remove(&s)]
-                    .into_iter()
-                    .flatten()
-                {
-                    w.wake();
-                }
-            }
             _ => {}
         }
-    }
-
-    /// Wakes every stream of a connection that ended, so their reads and writes fail.
-    fn forget_connection(&mut self, connection: ConnectionId) {
-        let streams: Vec<StreamRef> = self
-            .read_wakers
-            .keys()
-            .chain(self.write_wakers.keys())
-            .filter(|s| s.connection == connection)
-            .copied()
-            .collect();
-        for s in streams {
-            self.reset_streams.insert(s);
-            for w in [self.read_wakers.remove(&s), self.write_wakers.remove(&s)]
-                .into_iter()
-                .flatten()
-            {
-                w.wake();
-            }
-        }
-        self.detached.retain(|s| s.connection != connection);
-        self.wake_backlog();
-        self.closing.remove(&connection);
-        self.wake_connection(connection);
-    }
-
-    /// Reads and discards what a dropped stream has received; forgets it at its end.
-    pub(crate) fn drain_detached(&mut self, s: StreamRef) {
-        loop {
-            match self.swarm.read(s, 64 * 1024) {
-                Ok(Some(chunk)) if chunk.is_empty() => {
-                    self.detached.insert(s);
-                    break;
-                }
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => {
-                    self.detached.remove(&s);
-                    break;
-                }
-            }
-        }
-        // Reading freed window or ended the stream: the connection may owe the peer a frame.
-        self.wake_connection(s.connection);
     }
 
     pub(crate) fn push_event(&mut self, event: HostEvent) {
@@ -539,31 +439,12 @@ impl<R: Runtime> Inner<R> {
         }
     }
 
-    /// Wakes the tasks of the connections the swarm has new output for.
-    pub(crate) fn wake_ready(&mut self) {
-        while let Some(connection) = self.swarm.poll_wants_transmit() {
-            self.wake_connection(connection);
-        }
-    }
-
-    pub(crate) fn wake_connection(&mut self, connection: ConnectionId) {
-        if let Some(w) = self.conn_wakers.remove(&connection) {
-            w.wake();
-        }
-    }
-
-    /// Wakes `new_stream` calls waiting for stream acknowledgements (the caller received
-    /// input, which may carry them, or a connection ended).
-    pub(crate) fn wake_backlog(&mut self) {
-        for w in self.backlog_wakers.drain(..) {
-            w.wake();
-        }
-    }
-
-    pub(crate) fn wake_all_connections(&mut self) {
-        for (_, w) in self.conn_wakers.drain() {
-            w.wake();
-        }
+    /// Bytes every connection buffers (its machine, socket buffers and streams).
+    fn buffered_bytes(&self) -> u64 {
+        self.mailboxes
+            .values()
+            .map(|m| m.buffered.load(Ordering::Relaxed) as u64)
+            .sum()
     }
 }
 
@@ -599,17 +480,24 @@ fn shutdown<R: Runtime>(shared: &Arc<Shared<R>>) {
     }
     inner.shut_down = true;
     let now = inner.runtime.now();
-    let connections: Vec<ConnectionId> = inner.swarm.connections_with_output().collect();
-    for c in connections {
-        inner.swarm.close_connection(now, c);
+    for c in inner.coordinator.connection_ids() {
+        inner.coordinator.close_connection(now, c);
     }
     let listeners: Vec<ListenerId> = inner.listens.keys().copied().collect();
     for l in listeners {
-        inner.swarm.close_listener(l);
+        inner.coordinator.close_listener(l);
     }
     inner.pump(shared);
-    inner.wake_all_connections();
-    inner.wake_backlog();
+    // Calls waiting for an answer see the shutdown.
+    for w in inner.streams.values_mut().filter_map(|w| w.waker.take()) {
+        w.wake();
+    }
+    for w in inner.pings.values_mut().filter_map(|w| w.waker.take()) {
+        w.wake();
+    }
+    for w in inner.dials.values_mut().filter_map(|w| w.waker.take()) {
+        w.wake();
+    }
     for (_, w) in inner.listener_wakers.drain() {
         w.wake();
     }
@@ -627,22 +515,16 @@ impl<R: Runtime> Host<R> {
             .with_security(config.security);
         swarm_config.limits = config.limits;
         swarm_config.upgrade = swarm_config.upgrade.with_timeout(config.upgrade_timeout);
+        let coordinator = Coordinator::new(swarm_config);
         let shared = Arc::new(Shared {
-            inner: Mutex::new(Inner {
-                swarm: Swarm::new(swarm_config),
+            local_peer: coordinator.local_peer_id(),
+            state: Mutex::new(HostState {
+                coordinator,
                 runtime: runtime.clone(),
-                conn_wakers: HashMap::new(),
-                closing: HashSet::new(),
-                read_wakers: HashMap::new(),
-                write_wakers: HashMap::new(),
-                reset_streams: HashSet::new(),
-                detached: HashSet::new(),
+                mailboxes: HashMap::new(),
                 timer_waker: None,
                 closed_listeners: HashSet::new(),
                 listener_wakers: HashMap::new(),
-                backlog_wakers: Vec::new(),
-                handlers: Arc::new(Vec::new()),
-                deferred: Vec::new(),
                 streams: HashMap::new(),
                 dials: HashMap::new(),
                 listens: HashMap::new(),
@@ -653,7 +535,7 @@ impl<R: Runtime> Host<R> {
                 lagged: 0,
                 shut_down: false,
             }),
-            io_buffered: AtomicUsize::new(0),
+            handlers: Mutex::new(Arc::new(Vec::new())),
             sockets: AtomicUsize::new(0),
         });
         io::spawn_timer(shared.clone(), &runtime);
@@ -669,7 +551,7 @@ impl<R: Runtime> Host<R> {
 
     /// Our peer id.
     pub fn peer_id(&self) -> PeerId {
-        self.shared.lock().swarm.local_peer_id()
+        self.shared.local_peer
     }
 
     /// Listens on `addr` (e.g. `/ip4/127.0.0.1/tcp/0`); returns the bound address.
@@ -679,7 +561,7 @@ impl<R: Runtime> Host<R> {
             if inner.shut_down {
                 return Err(Error::Closed);
             }
-            let id = inner.swarm.listen(addr.clone());
+            let id = inner.coordinator.listen(addr.clone());
             inner.listens.insert(id, Waiter::default());
             inner.listen_requests.insert(id, addr);
             inner.pump(&self.shared);
@@ -691,9 +573,9 @@ impl<R: Runtime> Host<R> {
     /// Our listen addresses, each with `/p2p/<our id>` appended (go's `getHostAddress`).
     pub fn listen_addrs(&self) -> Vec<Multiaddr> {
         let inner = self.shared.lock();
-        let me = inner.swarm.local_peer_id();
+        let me = inner.coordinator.local_peer_id();
         inner
-            .swarm
+            .coordinator
             .listen_addrs()
             .into_iter()
             .map(|a| a.with(AddrProtocol::P2p(me)))
@@ -711,11 +593,11 @@ impl<R: Runtime> Host<R> {
             let now = inner.runtime.now();
             if let (_, Some(peer)) = plait_core::multiaddr::split_p2p(&addr) {
                 inner
-                    .swarm
+                    .coordinator
                     .add_addresses(now, peer, [addr.clone()], PERMANENT_ADDR_TTL);
             }
             let id = inner
-                .swarm
+                .coordinator
                 .dial(now, addr.clone())
                 .map_err(|error| Error::Dial {
                     addr: addr.clone(),
@@ -739,7 +621,7 @@ impl<R: Runtime> Host<R> {
         let mut inner = self.shared.lock();
         let now = inner.runtime.now();
         inner
-            .swarm
+            .coordinator
             .add_addresses(now, peer, addrs, PERMANENT_ADDR_TTL);
     }
 
@@ -756,39 +638,18 @@ impl<R: Runtime> Host<R> {
             .into_iter()
             .map(|p| Protocol::try_from(p.as_ref()))
             .collect::<Result<Vec<_>, _>>()?;
-        loop {
-            let request = {
-                let mut inner = self.shared.lock();
-                if inner.shut_down {
-                    return Err(Error::Closed);
-                }
-                let now = inner.runtime.now();
-                let id = inner.swarm.open_stream(now, peer, protocols.clone());
-                inner.streams.insert(id, Waiter::default());
-                inner.pump(&self.shared);
-                id
-            };
-            match self.wait(|inner| &mut inner.streams, request, true).await {
-                Err(Error::Swarm(SwarmError::AckBacklogFull)) => {
-                    self.backlog_changed().await;
-                }
-                other => return other,
+        let request = {
+            let mut inner = self.shared.lock();
+            if inner.shut_down {
+                return Err(Error::Closed);
             }
-        }
-    }
-
-    /// Completes after the next input on any connection (or a connection's end).
-    async fn backlog_changed(&self) {
-        let mut registered = false;
-        poll_fn(|cx| {
-            if registered {
-                return Poll::Ready(());
-            }
-            registered = true;
-            self.shared.lock().backlog_wakers.push(cx.waker().clone());
-            Poll::Pending
-        })
-        .await;
+            let now = inner.runtime.now();
+            let id = inner.coordinator.open_stream(now, peer, protocols);
+            inner.streams.insert(id, Waiter::default());
+            inner.pump(&self.shared);
+            id
+        };
+        self.wait(|inner| &mut inner.streams, request, true).await
     }
 
     /// Pings `peer` over `/ipfs/ping/1.0.0` (dialing if needed); returns the round-trip time.
@@ -800,7 +661,7 @@ impl<R: Runtime> Host<R> {
                 return Err(Error::Closed);
             }
             let now = inner.runtime.now();
-            let request = inner.swarm.ping(now, peer);
+            let request = inner.coordinator.ping(now, peer);
             inner.pings.insert(request, Waiter::default());
             inner.pump(&self.shared);
             request
@@ -810,7 +671,7 @@ impl<R: Runtime> Host<R> {
 
     /// What `peer` told us through identify, while we are connected to it.
     pub fn peer_info(&self, peer: PeerId) -> Option<plait_core::identify::Info> {
-        self.shared.lock().swarm.peer_info(peer).cloned()
+        self.shared.lock().coordinator.peer_info(peer).cloned()
     }
 
     /// Serves inbound streams that negotiate `protocol` with `handler` (which typically
@@ -823,9 +684,11 @@ impl<R: Runtime> Host<R> {
         handler: impl Fn(Stream<R>) + Send + Sync + 'static,
     ) -> Result<(), Error> {
         let protocol = Protocol::try_from(protocol)?;
+        self.shared
+            .add_handler(Matcher::Exact(protocol.clone()), Arc::new(handler));
         let mut inner = self.shared.lock();
-        inner.swarm.add_protocol(protocol.clone());
-        Arc::make_mut(&mut inner.handlers).push((Matcher::Exact(protocol), Arc::new(handler)));
+        inner.coordinator.add_protocol(protocol);
+        inner.pump(&self.shared);
         Ok(())
     }
 
@@ -836,10 +699,11 @@ impl<R: Runtime> Host<R> {
         matcher: impl Fn(&str) -> bool + Send + Sync + 'static,
         handler: impl Fn(Stream<R>) + Send + Sync + 'static,
     ) {
+        self.shared
+            .add_handler(Matcher::Predicate(Arc::new(matcher)), Arc::new(handler));
         let mut inner = self.shared.lock();
-        inner.swarm.set_ask_about_other_protocols(true);
-        Arc::make_mut(&mut inner.handlers)
-            .push((Matcher::Predicate(Arc::new(matcher)), Arc::new(handler)));
+        inner.coordinator.set_ask_about_other_protocols(true);
+        inner.pump(&self.shared);
     }
 
     /// The next connection or listener event. The host keeps the latest 1024 events for
@@ -868,22 +732,21 @@ impl<R: Runtime> Host<R> {
 
     /// Number of connections (established or upgrading).
     pub fn num_connections(&self) -> usize {
-        self.shared.lock().swarm.num_connections()
+        self.shared.lock().coordinator.num_connections()
     }
 
     /// Number of streams with state.
     pub fn num_streams(&self) -> usize {
-        self.shared.lock().swarm.num_streams()
+        self.shared.lock().coordinator.num_streams()
     }
 
-    /// Bytes the host buffers for its connections: the swarm's (upgrades' pending output and
-    /// decrypted input, decrypted input, encrypted output, yamux receive and send buffers,
-    /// negotiation buffers) plus the connection tasks' socket buffers. A memory metric for
-    /// tests and monitoring; an upgrading connection holds at most
-    /// [`MAX_UPGRADE_BUFFERED`](crate::MAX_UPGRADE_BUFFERED).
+    /// Bytes the host buffers for its connections: each connection machine's (upgrades'
+    /// pending output and decrypted input, decrypted input, encrypted output, yamux receive
+    /// and send buffers, negotiation buffers), the connection tasks' socket buffers and the
+    /// streams' read and write buffers. A memory metric for tests and monitoring; an
+    /// upgrading connection holds at most [`MAX_UPGRADE_BUFFERED`](crate::MAX_UPGRADE_BUFFERED).
     pub fn buffered_bytes(&self) -> u64 {
-        let swarm = self.shared.lock().swarm.buffered_bytes();
-        swarm + self.shared.io_buffered.load(Ordering::Relaxed) as u64
+        self.shared.lock().buffered_bytes()
     }
 
     /// Open sockets (connection tasks still running). Can exceed
@@ -940,8 +803,8 @@ impl<R: Runtime> Host<R> {
     }
 }
 
-/// Where the waiters of one kind of call live in [`Inner`].
-type WaiterMap<R, K, T> = fn(&mut Inner<R>) -> &mut HashMap<K, Waiter<T>>;
+/// Where the waiters of one kind of call live in [`HostState`].
+type WaiterMap<R, K, T> = fn(&mut HostState<R>) -> &mut HashMap<K, Waiter<T>>;
 
 /// Removes a waiter whose call was dropped before its answer came.
 struct CancelWaiter<'a, R: Runtime, K: std::hash::Hash + Eq, T> {

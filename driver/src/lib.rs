@@ -6,15 +6,18 @@
 //! in the core's [`Swarm`](plait_core::swarm::Swarm). A fourth runtime needs only another
 //! implementation of [`Runtime`] (about 60 lines).
 //!
-//! Shape (as quinn's driver): the swarm sits behind one mutex. Each TCP connection has a task
-//! that feeds the bytes it reads into the swarm and writes what the swarm transmits; one
-//! timer task calls `handle_timeout`; application [`Stream`]s read and write through the same
-//! mutex and wake the connection task when they queue data. User code never runs under the
-//! mutex: stream handlers and protocol matchers that the swarm's events call for are queued
-//! while it is held and called once it is released, so they may call any `Host` method and
-//! drop their streams.
+//! Shape: the core's [`Coordinator`](plait_core::swarm::Coordinator) sits behind the host
+//! lock, which only control operations take (dial, listen, `new_stream`'s routing, a
+//! connection's start and end, events). Every connection is a task that owns its
+//! [`ConnectionTask`](plait_core::swarm::ConnectionTask) machine and its socket outright: it
+//! reads, decrypts, encrypts and writes with no lock held, runs the connection's timer, and
+//! calls the stream handlers and matchers of its inbound streams (no lock held either). An
+//! application [`Stream`] shares a small buffer state with its connection's task alone: a
+//! read or write copies bytes under that stream's own lock and wakes the task. One timer task
+//! serves the coordinator's deadlines (dial scheduling, connection trimming).
 
 mod addr;
+mod connection;
 pub mod demo;
 mod host;
 mod io;
@@ -30,7 +33,7 @@ use std::time::Instant;
 
 pub use addr::{multiaddr_to_socket, socket_to_multiaddr, Target};
 pub use host::{Host, HostConfig, HostEvent};
-pub use io::MAX_UPGRADE_BUFFERED;
+pub use connection::MAX_UPGRADE_BUFFERED;
 pub use plait_core;
 use plait_core::multiaddr::Multiaddr;
 pub use stream::Stream;
@@ -87,12 +90,12 @@ pub enum Error {
     #[error("invalid protocol id: {0}")]
     Protocol(#[from] plait_core::multistream::ProtocolError),
     /// Listening on an address failed.
-    #[error("listening on {addr} failed: {reason}")]
+    #[error("listening on {addr} failed: {error}")]
     Listen {
         /// The address.
         addr: Multiaddr,
         /// Why (the OS error of `bind`, or why the address cannot be used).
-        reason: String,
+        error: plait_core::dial::TransportError,
     },
     /// Dialing an address failed.
     #[error("dialing {addr} failed: {error}")]
@@ -102,9 +105,6 @@ pub enum Error {
         /// Why.
         error: plait_core::swarm::Error,
     },
-    /// A ping failed.
-    #[error("ping failed: {0}")]
-    Ping(String),
     /// A perf run failed.
     #[error("perf run failed: {0}")]
     Perf(#[from] perf::RunError),

@@ -1,52 +1,140 @@
-//! An application stream: `AsyncRead` + `AsyncWrite` over one yamux stream.
+//! An application stream: `AsyncRead` + `AsyncWrite` over one stream of a connection.
+//!
+//! A stream shares a small state with its connection's task (received chunks, bytes to send,
+//! its end), locked only for the moment a read or write copies bytes: the yamux machine, the
+//! crypto and the socket belong to the task alone, and no stream operation touches the host
+//! or any other connection.
 
+use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_io::{AsyncRead, AsyncWrite};
 use plait_core::identity::PeerId;
 use plait_core::multistream::Protocol;
 use plait_core::swarm::StreamRef;
 
-use crate::host::Shared;
+use crate::connection::Mailbox;
 use crate::Runtime;
 
-/// The largest chunk taken from the core per read.
-const READ_CHUNK: usize = 64 * 1024;
+/// Bytes a stream holds for its reader beyond what yamux buffers: the task reads from the
+/// connection until this much waits (yamux's window then holds back the remote).
+pub(crate) const RECV_BUFFER: usize = 256 * 1024;
+/// Bytes a writer may queue before `poll_write` waits for the task to hand them to yamux.
+pub(crate) const SEND_BUFFER: usize = 256 * 1024;
+
+/// Why a stream cannot be used any more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The remote reset it, or its connection ended.
+    Reset,
+    /// We reset it.
+    LocalReset,
+}
+
+/// What a stream and its connection's task share.
+#[derive(Debug, Default)]
+pub(crate) struct StreamState {
+    /// Received chunks not yet read, and their total length.
+    pub(crate) recv: VecDeque<Bytes>,
+    pub(crate) recv_len: usize,
+    /// The remote finished: reads end once `recv` is empty.
+    pub(crate) eof: bool,
+    /// The task stopped reading from the connection because `recv` was full.
+    pub(crate) recv_blocked: bool,
+    /// Bytes written and not yet handed to the connection.
+    pub(crate) send: BytesMut,
+    /// The application closed its side: FIN after `send`.
+    pub(crate) fin: bool,
+    /// The application reset the stream.
+    pub(crate) reset: bool,
+    /// The handle was dropped: the task finishes the stream and discards what still arrives.
+    pub(crate) dropped: bool,
+    pub(crate) failed: Option<Failure>,
+    /// Listed in the connection's mailbox for the task to look at.
+    pub(crate) queued: bool,
+    pub(crate) read_waker: Option<Waker>,
+    pub(crate) write_waker: Option<Waker>,
+}
+
+impl StreamState {
+    /// Bytes the stream holds (both directions).
+    pub(crate) fn buffered(&self) -> usize {
+        self.recv_len + self.send.len()
+    }
+
+    /// Wakes whoever waits on the stream.
+    pub(crate) fn wake_all(&mut self) {
+        for w in [self.read_waker.take(), self.write_waker.take()]
+            .into_iter()
+            .flatten()
+        {
+            w.wake();
+        }
+    }
+}
+
+/// The shared part of one stream.
+#[derive(Debug)]
+pub(crate) struct StreamShared {
+    pub(crate) id: StreamRef,
+    state: Mutex<StreamState>,
+    mailbox: Arc<Mailbox>,
+}
+
+impl StreamShared {
+    pub(crate) fn new(id: StreamRef, mailbox: Arc<Mailbox>) -> Arc<Self> {
+        Arc::new(Self {
+            id,
+            state: Mutex::new(StreamState::default()),
+            mailbox,
+        })
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, StreamState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Asks the connection's task to look at this stream (call with the state locked).
+    fn notify(&self, state: &mut StreamState) {
+        if !state.queued {
+            state.queued = true;
+            self.mailbox.stream_changed(self.id.stream);
+        }
+    }
+}
 
 /// A negotiated stream to a peer. Reads end (`Ok(0)`) when the remote half-closes; `close`
 /// half-closes our side (FIN); [`Stream::reset`] aborts both directions. Dropping a stream
 /// closes our side if it was not closed and discards whatever the remote still sends until
 /// its FIN, so the stream's state is freed once both sides are done.
 pub struct Stream<R: Runtime> {
-    shared: Arc<Shared<R>>,
-    id: StreamRef,
+    shared: Arc<StreamShared>,
+    runtime: R,
     peer: PeerId,
     protocol: Protocol,
     /// Received bytes not yet handed to the reader.
     pending: Bytes,
     write_closed: bool,
-    done: bool,
 }
 
 impl<R: Runtime> Stream<R> {
     pub(crate) fn new(
-        shared: Arc<Shared<R>>,
-        id: StreamRef,
+        shared: Arc<StreamShared>,
+        runtime: R,
         peer: PeerId,
         protocol: Protocol,
     ) -> Self {
         Self {
             shared,
-            id,
+            runtime,
             peer,
             protocol,
             pending: Bytes::new(),
             write_closed: false,
-            done: false,
         }
     }
 
@@ -62,39 +150,30 @@ impl<R: Runtime> Stream<R> {
 
     /// The stream's identity within the host.
     pub fn id(&self) -> StreamRef {
-        self.id
+        self.shared.id
     }
 
     /// The runtime of the stream's host (for drivers of stream protocols, e.g. perf).
     pub(crate) fn runtime(&self) -> R {
-        self.shared.lock().runtime.clone()
+        self.runtime.clone()
     }
 
     /// Aborts the stream in both directions.
-    pub fn reset(mut self) {
-        self.done = true;
-        let mut inner = self.shared.lock();
-        let _ = inner.swarm.reset(self.id);
-        inner.wake_ready();
-    }
-
-    fn reset_error(&self) -> io::Error {
-        io::Error::new(io::ErrorKind::ConnectionReset, "stream reset")
+    pub fn reset(self) {
+        let mut state = self.shared.lock();
+        if state.failed.is_none() {
+            state.reset = true;
+            state.failed = Some(Failure::LocalReset);
+            self.shared.notify(&mut state);
+        }
     }
 }
 
-/// The I/O error for a failed stream operation: `ConnectionReset` when the stream or its
-/// connection is gone (reset, closed, unknown), `BrokenPipe` for misuse of a live stream (a
-/// write after `close`).
-fn io_error(error: plait_core::swarm::Error) -> io::Error {
-    use plait_core::swarm::Error as E;
-    let kind = match error {
-        E::Unknown | E::Closed | E::Connection(_) | E::Transport(_) => {
-            io::ErrorKind::ConnectionReset
-        }
-        _ => io::ErrorKind::BrokenPipe,
-    };
-    io::Error::new(kind, error)
+// Nothing of a stream is pinned (the runtime handle is only cloned).
+impl<R: Runtime> Unpin for Stream<R> {}
+
+fn reset_error() -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionReset, "stream reset")
 }
 
 impl<R: Runtime> AsyncRead for Stream<R> {
@@ -104,25 +183,25 @@ impl<R: Runtime> AsyncRead for Stream<R> {
         buf: &mut [u8],
     ) -> Poll<io::Result<usize>> {
         if self.pending.is_empty() {
-            let id = self.id;
             let shared = self.shared.clone();
-            let mut inner = shared.lock();
-            if inner.reset_streams.contains(&id) {
-                return Poll::Ready(Err(self.reset_error()));
-            }
-            match inner.swarm.read(id, READ_CHUNK.max(buf.len())) {
-                Ok(Some(chunk)) if chunk.is_empty() => {
-                    inner.read_wakers.insert(id, cx.waker().clone());
-                    return Poll::Pending;
-                }
-                Ok(Some(chunk)) => {
-                    // Reading freed window: the connection may owe the peer an update.
-                    inner.wake_ready();
-                    drop(inner);
+            let mut state = shared.lock();
+            match state.recv.pop_front() {
+                Some(chunk) => {
+                    state.recv_len -= chunk.len();
+                    if state.recv_blocked && state.recv_len < RECV_BUFFER / 2 {
+                        // Room again: the task reads on (and yamux reopens the window).
+                        state.recv_blocked = false;
+                        shared.notify(&mut state);
+                    }
+                    drop(state);
                     self.pending = chunk;
                 }
-                Ok(None) => return Poll::Ready(Ok(0)),
-                Err(e) => return Poll::Ready(Err(io_error(e))),
+                None if state.failed.is_some() => return Poll::Ready(Err(reset_error())),
+                None if state.eof => return Poll::Ready(Ok(0)),
+                None => {
+                    state.read_waker = Some(cx.waker().clone());
+                    return Poll::Pending;
+                }
             }
         }
         let n = buf.len().min(self.pending.len());
@@ -137,25 +216,31 @@ impl<R: Runtime> AsyncWrite for Stream<R> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let mut inner = self.shared.lock();
-        if inner.reset_streams.contains(&self.id) {
-            return Poll::Ready(Err(self.reset_error()));
+        let mut state = self.shared.lock();
+        if state.failed.is_some() {
+            return Poll::Ready(Err(reset_error()));
         }
-        match inner.swarm.write(self.id, buf) {
-            Ok(0) if !buf.is_empty() => {
-                inner.write_wakers.insert(self.id, cx.waker().clone());
-                Poll::Pending
-            }
-            Ok(n) => {
-                inner.wake_ready();
-                Poll::Ready(Ok(n))
-            }
-            Err(e) => Poll::Ready(Err(io_error(e))),
+        if state.fin {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "write after close",
+            )));
         }
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let room = SEND_BUFFER.saturating_sub(state.send.len());
+        if room == 0 {
+            state.write_waker = Some(cx.waker().clone());
+            return Poll::Pending;
+        }
+        let n = room.min(buf.len());
+        state.send.extend_from_slice(&buf[..n]);
+        self.shared.notify(&mut state);
+        Poll::Ready(Ok(n))
     }
 
     fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        self.shared.lock().wake_ready();
         Poll::Ready(Ok(()))
     }
 
@@ -164,30 +249,26 @@ impl<R: Runtime> AsyncWrite for Stream<R> {
             return Poll::Ready(Ok(()));
         }
         self.write_closed = true;
-        let mut inner = self.shared.lock();
-        let result = inner.swarm.finish(self.id);
-        inner.wake_ready();
-        Poll::Ready(result.map_err(io_error))
+        let mut state = self.shared.lock();
+        if state.failed.is_some() {
+            return Poll::Ready(Err(reset_error()));
+        }
+        state.fin = true;
+        self.shared.notify(&mut state);
+        Poll::Ready(Ok(()))
     }
 }
 
 impl<R: Runtime> Drop for Stream<R> {
     fn drop(&mut self) {
-        let mut inner = self.shared.lock();
-        inner.read_wakers.remove(&self.id);
-        inner.write_wakers.remove(&self.id);
-        let was_reset = inner.reset_streams.remove(&self.id);
-        // A stream dropped because its connection (or the host) is closing must not end
-        // cleanly: no FIN, the remote sees the connection's end as an error.
-        let closing = inner.shut_down || inner.closing.contains(&self.id.connection);
-        if !self.done && !was_reset && !closing {
-            if !self.write_closed {
-                let _ = inner.swarm.finish(self.id);
-            }
-            // The core keeps a stream until its end is read: read it for the application.
-            inner.drain_detached(self.id);
+        let mut state = self.shared.lock();
+        state.read_waker = None;
+        state.write_waker = None;
+        if state.failed.is_none() {
+            state.dropped = true;
+            state.fin = true;
+            self.shared.notify(&mut state);
         }
-        inner.wake_ready();
     }
 }
 

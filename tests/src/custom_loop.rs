@@ -149,7 +149,9 @@ impl Node {
                         self.swarm.handle_listening(listener, local.clone());
                         self.listeners.insert(listener, (l, local));
                     }
-                    Err(e) => self.swarm.handle_listen_failed(listener, e.to_string()),
+                    Err(e) => self
+                        .swarm
+                        .handle_listen_failed(listener, TransportError::Io(e.kind())),
                 }
             }
             Command::Dial { connection, addr } => {

@@ -428,10 +428,6 @@ pub struct NetSim {
     latencies: HashMap<(NodeId, NodeId), Duration>,
     /// Largest chunk bytes are delivered in (random sizes from 1); `None`: whole sends.
     pub max_chunk: Option<usize>,
-    /// Encrypt and decrypt through the deferred API (`poll_transmit_unsealed` + `seal`,
-    /// `take_unopened` + `open` + `handle_opened`), as the async driver does, instead of
-    /// `poll_transmit` / `handle_input`. The bytes on the wire are the same either way.
-    pub deferred_crypto: bool,
     /// Link bandwidth in bytes per second per direction; `None`: unlimited.
     pub bandwidth: Option<u64>,
     /// Keep events in [`Node::events`] (the hash is always computed).
@@ -491,16 +487,6 @@ impl NetSim {
     fn transmit_all(&mut self, node: NodeId, now: Instant, connection: ConnectionId) -> BytesMut {
         let swarm = &mut self.nodes[node].swarm;
         let mut out = BytesMut::new();
-        if self.deferred_crypto {
-            loop {
-                let before = out.len();
-                let transmit = swarm.poll_transmit_unsealed(now, connection, out);
-                out = transmit.seal().expect("sealing our own frames");
-                if out.len() == before {
-                    return out;
-                }
-            }
-        }
         while swarm.poll_transmit(now, connection, &mut out).is_some() {}
         out
     }
@@ -525,7 +511,6 @@ impl NetSim {
             default_latency: Duration::from_millis(10),
             latencies: HashMap::new(),
             max_chunk: None,
-            deferred_crypto: false,
             bandwidth: None,
             keep_events: true,
             hash: 0xcbf2_9ce4_8422_2325,
@@ -1038,11 +1023,6 @@ impl NetSim {
                         }
                         let input = n.inputs.entry(conn).or_default();
                         input.extend_from_slice(&bytes);
-                        if self.deferred_crypto {
-                            while let Some(batch) = n.swarm.take_unopened(now, conn, input) {
-                                n.swarm.handle_opened(now, conn, batch.open());
-                            }
-                        }
                         n.swarm.handle_input(now, conn, input);
                         self.dirty.insert(node);
                     }
@@ -1087,12 +1067,12 @@ impl NetSim {
                     Some((a, port)) if a == ip || a.is_unspecified() => {
                         let port = if port == 0 { self.ephemeral() } else { port };
                         if self.listeners.contains_key(&(ip, port)) {
-                            Err("address in use".to_string())
+                            Err(TransportError::Io(std::io::ErrorKind::AddrInUse))
                         } else {
                             Ok((ip, port))
                         }
                     }
-                    _ => Err(format!("cannot bind {addr}")),
+                    _ => Err(TransportError::Io(std::io::ErrorKind::AddrNotAvailable)),
                 };
                 match bound {
                     Ok(sock) => {

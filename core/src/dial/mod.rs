@@ -140,19 +140,25 @@ pub enum TransportError {
     IdentityKey(String),
     /// The remote supports none of our security protocols or muxers.
     #[error("negotiation failed: {0}")]
-    Negotiation(String),
+    Negotiation(crate::multistream::Error),
     /// The upgrade did not finish within its timeout.
     #[error("upgrade timed out")]
     UpgradeTimeout,
     /// The security or muxer upgrade failed otherwise.
     #[error("upgrade failed: {0}")]
     Upgrade(String),
+    /// The remote closed the connection before the upgrade finished.
+    #[error("connection closed during the upgrade")]
+    Closed,
+    /// A limit of ours refused the connection.
+    #[error("limit reached: {0}")]
+    Limit(crate::swarm::Limit),
+    /// The address is one of our own.
+    #[error("dial to self attempted")]
+    DialToSelf,
     /// The attempt was cancelled by the driver (go `context.Canceled`): adds no backoff.
     #[error("cancelled")]
     Cancelled,
-    /// Anything else.
-    #[error("{0}")]
-    Other(String),
 }
 
 /// Why one address was not dialed or its dial failed.

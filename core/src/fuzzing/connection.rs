@@ -45,7 +45,7 @@ fn listener_config(security: Security) -> Option<Arc<ConnectionConfig>> {
 /// Drains a connection's events (echoing inbound streams and finishing them at their end)
 /// and appends its transmits to `out` (sealed after the poll when `deferred`). Returns how
 /// many bytes were echoed.
-fn drain(conn: &mut Connection, now: Instant, out: &mut BytesMut, deferred: bool) -> usize {
+fn drain(conn: &mut Connection, now: Instant, out: &mut BytesMut) -> usize {
     let mut echoed = 0;
     loop {
         let mut progress = false;
@@ -69,23 +69,8 @@ fn drain(conn: &mut Connection, now: Instant, out: &mut BytesMut, deferred: bool
                 }
             }
         }
-        if deferred {
-            loop {
-                let before = out.len();
-                let transmit = conn.poll_transmit_unsealed(now, std::mem::take(out));
-                let Ok(sealed) = transmit.seal() else {
-                    panic!("sealing our own frames failed");
-                };
-                *out = sealed;
-                if out.len() == before {
-                    break;
-                }
-                progress = true;
-            }
-        } else {
-            while conn.poll_transmit(now, out).is_some() {
-                progress = true;
-            }
+        while conn.poll_transmit(now, out).is_some() {
+            progress = true;
         }
         if !progress {
             return echoed;
@@ -104,8 +89,6 @@ fn run(data: &[u8], start: Instant) -> usize {
         Security::Noise
     };
     let chunk = usize::from(first >> 1) * 8 + 1;
-    // Bit 1: decrypt and encrypt through the deferred API (what the async driver uses).
-    let deferred = first & 2 == 2;
     let Some(config) = listener_config(security) else {
         return 0;
     };
@@ -115,14 +98,9 @@ fn run(data: &[u8], start: Instant) -> usize {
     };
     let mut input = BytesMut::new();
     let mut out = BytesMut::new();
-    let mut echoed = drain(&mut conn, now, &mut out, deferred);
+    let mut echoed = drain(&mut conn, now, &mut out);
     for piece in rest.chunks(chunk) {
         input.extend_from_slice(piece);
-        if deferred {
-            while let Some(batch) = conn.take_unopened(&mut input) {
-                conn.handle_opened(now, batch.open());
-            }
-        }
         conn.handle_input(now, &mut input);
         if !conn.is_established() {
             assert!(
@@ -131,16 +109,16 @@ fn run(data: &[u8], start: Instant) -> usize {
                 conn.buffered_bytes()
             );
         }
-        echoed += drain(&mut conn, now, &mut out, deferred);
+        echoed += drain(&mut conn, now, &mut out);
         out.clear();
         now += Duration::from_millis(10);
         if conn.poll_timeout().is_some_and(|t| t <= now) {
             conn.handle_timeout(now);
-            echoed += drain(&mut conn, now, &mut out, deferred);
+            echoed += drain(&mut conn, now, &mut out);
         }
     }
     conn.handle_closed();
-    echoed + drain(&mut conn, now, &mut out, deferred)
+    echoed + drain(&mut conn, now, &mut out)
 }
 
 /// Fuzz target: a listener-side connection (Noise; plaintext when the first byte is odd; the
@@ -175,7 +153,7 @@ pub fn dialer_transcript(security: Security, payload: &[u8], now: Instant) -> Ve
         to_listener.extend_from_slice(&out);
         out.clear();
         listener.handle_input(now, &mut to_listener);
-        drain(&mut listener, now, &mut to_dialer, false);
+        drain(&mut listener, now, &mut to_dialer);
         dialer.handle_input(now, &mut to_dialer);
         while dialer.poll_event().is_some() {}
         if dialer.is_established() && !opened {

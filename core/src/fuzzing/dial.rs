@@ -157,7 +157,7 @@ pub fn dial_scheduler(data: &[u8], start: Instant) {
                         let cause = match arg % 3 {
                             0 => TransportError::Cancelled,
                             1 => TransportError::Io(std::io::ErrorKind::ConnectionRefused),
-                            _ => TransportError::Upgrade("fuzz".into()),
+                            _ => TransportError::Closed,
                         };
                         s.handle_attempt_failed(now, a, cause)
                     }

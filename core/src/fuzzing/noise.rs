@@ -118,23 +118,6 @@ pub fn noise_transport(data: &[u8], _now: Instant) {
     while let Ok(Some(p)) = rx.decrypt(&mut input) {
         immediate.extend_from_slice(&p);
     }
-    // Deferred opening, one frame per batch, accepts exactly what decryption accepts.
-    let mut rx = b.clone_for_fuzzing();
-    let mut input = BytesMut::from(data);
-    let mut deferred = Vec::new();
-    while let Ok(Some(batch)) = rx.take_unopened(&mut input, 1) {
-        let Ok(mut opened) = rx.accept_opened(batch.open()) else {
-            break;
-        };
-        while let Some(p) = opened.next_frame() {
-            deferred.extend_from_slice(&p);
-        }
-    }
-    assert_eq!(
-        immediate, deferred,
-        "deferred opening differs from decryption"
-    );
-
     let (mut a2, mut b2) = (a.clone_for_fuzzing(), b.clone_for_fuzzing());
     let mut wire = BytesMut::new();
     let (chunk, rest) = chunking(data);
@@ -148,24 +131,17 @@ pub fn noise_transport(data: &[u8], _now: Instant) {
         got.extend_from_slice(&p);
     }
     assert_eq!(got, rest, "transport round trip changed the data");
-    // Deferred sealing of the same frames gives the same bytes.
+    // Frame by frame through `begin_frame`/`seal_frame` gives the same bytes.
     let mut a3 = a.clone_for_fuzzing();
     let mut sealed = BytesMut::new();
-    let mut batch = None;
     for frame in rest.chunks(MAX_PLAINTEXT) {
         let start = a3.begin_frame(&mut sealed);
         sealed.extend_from_slice(frame);
-        if a3.defer_frame(&mut sealed, start, &mut batch).is_err() {
+        if a3.seal_frame(&mut sealed, start).is_err() {
             return;
         }
     }
-    if let Some(batch) = batch {
-        assert!(
-            batch.seal(&mut sealed).is_ok(),
-            "sealing our own batch failed"
-        );
-    }
-    assert_eq!(sealed, wire, "deferred sealing differs from encryption");
+    assert_eq!(sealed, wire, "sealing frame by frame differs from encryption");
 }
 
 /// Arbitrary bytes fed to a `/plaintext/2.0.0` exchange.

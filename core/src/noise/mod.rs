@@ -48,7 +48,7 @@ pub(crate) mod tests;
 mod transport;
 
 pub use handshake::{Config, Handshake, Outcome};
-pub use transport::{FrameStart, Opened, Transport, Unopened, Unsealed};
+pub use transport::{FrameStart, Transport};
 
 use libp2p_identity::PeerId;
 

@@ -61,3 +61,19 @@ impl Default for ConnManagerConfig {
         }
     }
 }
+
+/// Which limit refused a connection or stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Limit {
+    /// [`Limits::max_connections`].
+    #[error("connections")]
+    Connections,
+    /// [`Limits::max_connections_per_peer`].
+    #[error("connections per peer")]
+    ConnectionsPerPeer,
+    /// [`Limits::max_pending_incoming`]: the connection was the least advanced upgrading one
+    /// when another arrived.
+    #[error("pending incoming connections")]
+    PendingIncoming,
+}

@@ -86,9 +86,9 @@ pub(super) enum Outcome {
     /// The remote did not end the stream in time: reset it.
     Abandoned,
     /// A ping's round-trip time, or why it failed.
-    Ping(Result<Duration, String>),
+    Ping(Result<Duration, super::Error>),
     /// The remote's identify information, or why reading it failed.
-    Identify(Result<Box<Info>, String>),
+    Identify(Result<Box<Info>, super::Error>),
 }
 
 /// What one drive of a service produced.
@@ -140,15 +140,15 @@ impl Service {
                 (result.is_err() || eof || responder.is_closed()).then_some(Outcome::Done)
             }
             Self::Ping(pinger) => {
-                let mut result = pinger.handle_input(now, input).map_err(|e| e.to_string());
+                let mut result = pinger.handle_input(now, input).map_err(super::Error::Ping);
                 if eof && result.is_ok() {
-                    result = pinger.handle_eof().map_err(|e| e.to_string());
+                    result = pinger.handle_eof().map_err(super::Error::Ping);
                 }
                 pinger.handle_timeout(now);
                 match (result, pinger.poll_event()) {
                     (Err(e), _) => Some(Outcome::Ping(Err(e))),
                     (_, Some(ping::Event::Pong { rtt })) => Some(Outcome::Ping(Ok(rtt))),
-                    (_, Some(ping::Event::Timeout)) => Some(Outcome::Ping(Err("timeout".into()))),
+                    (_, Some(ping::Event::Timeout)) => Some(Outcome::Ping(Err(super::Error::Timeout))),
                     (Ok(()), _) => {
                         pinger.poll_transmit(now, &mut output);
                         None
@@ -157,7 +157,7 @@ impl Service {
             }
             Self::Identify { decoder, deadline } => {
                 if let Err(e) = decoder.handle_input(input) {
-                    Some(Outcome::Identify(Err(e.to_string())))
+                    Some(Outcome::Identify(Err(super::Error::Identify(e))))
                 } else if eof {
                     let decoder =
                         std::mem::replace(decoder, identify::Decoder::new(Kind::Query, None));
@@ -165,10 +165,10 @@ impl Service {
                         decoder
                             .finish(input)
                             .map(Box::new)
-                            .map_err(|e| e.to_string()),
+                            .map_err(super::Error::Identify),
                     ))
                 } else if now >= *deadline {
-                    Some(Outcome::Identify(Err("timeout".into())))
+                    Some(Outcome::Identify(Err(super::Error::Timeout)))
                 } else {
                     None
                 }

@@ -124,10 +124,17 @@ impl StreamMut<'_> {
         self.session.accept_stream(self.id)
     }
 
-    /// Bytes [`StreamMut::write`] would accept now.
+    /// Bytes [`StreamMut::write`] would accept now. When that is none, the stream reports
+    /// [`super::Event::Writable`] once it can take more (as after a short write).
     pub fn send_capacity(&mut self) -> usize {
         let max = self.session.config.max_stream_send_buffer;
-        self.get().map_or(0, |s| s.send_capacity(max) as usize)
+        self.get().map_or(0, |s| {
+            let capacity = s.send_capacity(max) as usize;
+            if capacity == 0 {
+                s.bits |= bits::WANT_WRITABLE;
+            }
+            capacity
+        })
     }
 
     /// Received bytes waiting to be read.

@@ -373,7 +373,7 @@ fn fd_limit_is_global() {
     // Fail one running TCP dial: its fd token goes to the first waiting TCP dial.
     let (_, _, running) = tcp_connects(&h)[0];
     h.check.on_report(running);
-    h.s.handle_attempt_failed(h.now, running, TransportError::Other("refused".into()))
+    h.s.handle_attempt_failed(h.now, running, TransportError::Closed)
         .unwrap();
     h.drain();
     let now_running = tcp_connects(&h);
@@ -806,7 +806,7 @@ proptest! {
                         }
                         Op::Fail(_, cancelled) => {
                             h.check.on_report(a);
-                            let cause = if cancelled { TransportError::Cancelled } else { TransportError::Other("x".into()) };
+                            let cause = if cancelled { TransportError::Cancelled } else { TransportError::Closed };
                             h.s.handle_attempt_failed(h.now, a, cause).unwrap();
                         }
                         _ => h.s.handle_attempt_progress(h.now, a, AttemptProgress::TcpConnected).unwrap(),
