@@ -679,7 +679,8 @@ fn child(kind: &str, args: &[&str], keys: &[&str]) -> Vec<f64> {
 fn litep2p_exe() -> &'static Path {
     static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     EXE.get_or_init(|| {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/litep2p");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let dir = root.join("bench/litep2p");
         let target = dir.join("target");
         let exe = target.join("release/litep2p-bench");
         let newest_source = ["Cargo.toml", "Cargo.lock", "src"]
