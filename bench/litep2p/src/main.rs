@@ -524,8 +524,10 @@ const STREAM_CLIENTS: usize = 25;
 /// `mem-child litep2p conns|streams N`: RSS per idle connection pair or per idle stream pair.
 ///
 /// litep2p keeps at most one connection per peer pair (plus a secondary one), so the `n`
-/// connections come from `n` dialer nodes: they are all created first and RSS is read after
-/// they exist, so the figure counts the connections (both ends), not the nodes.
+/// connections come from `n` dialer nodes. As on the other sides, where the one dialer has
+/// made a connection before the baseline is read, every dialer node first connects to a
+/// second listener; RSS is read after that, so the figure counts the `n` connections to the
+/// measured listener (both ends), not the nodes or what a node sets up on its first dial.
 async fn memory(what: &str, n: usize) {
     const IN_FLIGHT: usize = 64;
     let settle = || tokio::time::sleep(Duration::from_millis(1500));
@@ -534,6 +536,13 @@ async fn memory(what: &str, n: usize) {
     let (addr, peer) = (s.addr.clone().unwrap(), s.peer);
     if what == "conns" {
         let nodes: Vec<_> = (0..n).map(|_| node(false, Held::default())).collect();
+        let warm = server();
+        let (warm_addr, warm_peer) = (warm.addr.clone().unwrap(), warm.peer);
+        futures::stream::iter(&nodes)
+            .map(|c| c.idle.dial(&warm_addr, warm_peer))
+            .buffer_unordered(IN_FLIGHT)
+            .for_each(|r| async move { r.expect("dial") })
+            .await;
         settle().await;
         let before = vm_rss();
         futures::stream::iter(&nodes)
