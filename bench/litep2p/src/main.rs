@@ -11,7 +11,8 @@
 //! ```
 //!
 //! Every node is a `litep2p::Litep2p` with TCP (Noise + Yamux, litep2p's defaults except
-//! `nodelay` on and no `SO_REUSEPORT` on dialers), ping and identify, and three user protocols
+//! `nodelay` on, no `SO_REUSEPORT` on dialers and a 1-hour keep-alive so that idle connections
+//! stay open), ping and identify, and three user protocols
 //! (`/plait-bench/sink/1.0.0`, `/echo/1.0.0`, `/plait-bench/idle/1.0.0`) implemented on
 //! litep2p's raw substream API: a [`UserProtocol`] with `ProtocolCodec::Unspecified`, whose
 //! event loop opens substreams on request (`TransportService::open_substream`) and hands every
