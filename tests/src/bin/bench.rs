@@ -1,28 +1,39 @@
-//! Benchmarks of Plait side by side with rust-libp2p 0.57, in one run.
+//! Benchmarks of Plait side by side with rust-libp2p 0.57 and litep2p 0.16, in one run.
 //!
 //! ```text
-//! cargo run --release -p plait-tests --bin bench -- all [--quick] [--bytes N] [--reps N] [--side ours|theirs]
-//! cargo run --release -p plait-tests --bin bench -- throughput streams16 connect open memory runtimes
+//! cargo run --release -p plait-tests --bin bench -- all [--quick] [--bytes N] [--reps N] [--side ours|theirs|litep2p]
+//! cargo run --release -p plait-tests --bin bench -- throughput streams16 conns64 connect open memory runtimes
 //! ```
 //!
-//! Every figure is measured for our stack (tokio runtime, Noise + Yamux over loopback TCP) and
-//! for rust-libp2p 0.57 (the in-process peer of `plait_tests::libp2p_peer`: TCP + Noise + Yamux,
-//! streams through its custom `ConnectionHandler` that negotiates every stream concurrently), in
-//! the same run, alternating which side goes first, several repetitions; the table gives the
-//! median of each side, the spread (min–max) and the ratio of the medians. Both ends of every
-//! connection live in one process on one 2-worker tokio runtime (a multi-thread runtime with
-//! as many workers as cores is what both stacks are made for).
+//! Every figure is measured for three stacks (the columns): ours (a `plait_tokio::Host` pair,
+//! Noise + Yamux over loopback TCP), theirs (rust-libp2p 0.57, the in-process peer of
+//! `plait_tests::libp2p_peer`: TCP + Noise + Yamux, streams through its custom
+//! `ConnectionHandler` that negotiates every stream concurrently) and litep2p 0.16 (the
+//! `litep2p-bench` binary of the separate workspace `bench/litep2p`, which needs `protoc` to
+//! build). Each repetition runs the three in turn, rotating which goes first; the table gives
+//! the median of each side, the spread (min–max) and the ratios of the medians. Both ends of
+//! every connection live in one process on one 2-worker tokio runtime (a multi-thread runtime
+//! with as many workers as cores is what all three stacks are made for).
 //!
-//! Bulk transfers (throughput, 16 streams, their ceilings, the runtimes) run one repetition per
-//! fresh child process (`bench bulk-child ...`): where a process's long-lived tasks settle on
-//! the workers changes the figure more than anything else on a small machine.
+//! Every measurement of a side runs in a fresh child process, one per repetition, all sides
+//! speaking one protocol (this binary for ours and theirs, `litep2p-bench` for litep2p, the
+//! same arguments and result lines):
 //!
-//! Memory is measured in fresh child processes (`bench mem-child ...`), one per measurement,
-//! run one after the other: the child holds both ends, so the figure is per connection (or
-//! stream) *pair*, dialer plus listener.
+//! ```text
+//! bulk-child SIDE STREAMS BYTES [CONNS]   -> GIB_S x          (throughput, streams16, conns64)
+//! connect-child SIDE SEQ CONC             -> LAT_MS x, CONN_S y
+//! open-child SIDE SEQ CONC                -> SEQ_S x, CONC_S y
+//! mem-child SIDE conns|streams N          -> PER_ITEM_BYTES x
+//! ```
+//!
+//! For bulk transfers a fresh process matters most: where a process's long-lived tasks settle
+//! on the workers changes the figure more than anything else on a small machine. The memory
+//! child holds both ends, so its figure is per connection (or stream) *pair*, dialer plus
+//! listener.
 
 use std::io::Write as _;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,40 +53,33 @@ const CHUNK: usize = 64 * 1024;
 // ---------------------------------------------------------------------------------------------
 // Options and statistics
 
+/// The stacks, in column order; the name is the child protocol's SIDE argument.
+const SIDES: [&str; 3] = ["ours", "theirs", "litep2p"];
+const OURS: usize = 0;
+const LITEP2P: usize = 2;
+
 #[derive(Clone, Debug)]
 struct Opts {
     quick: bool,
     bytes: u64,
     reps: usize,
-    /// Which stacks the benchmarks run (for profiling one of them alone; not memory).
-    side: Side,
+    /// One stack only (an index into [`SIDES`]), for profiling it alone.
+    only: Option<usize>,
 }
 
-/// The stacks a run measures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Side {
-    Both,
-    Ours,
-    Theirs,
-}
-
-impl Side {
-    fn runs(self, side: u8) -> bool {
-        match self {
-            Self::Both => true,
-            Self::Ours => side == 0,
-            Self::Theirs => side == 1,
-        }
+impl Opts {
+    fn runs(&self, side: usize) -> bool {
+        self.only.is_none_or(|o| o == side)
     }
 }
 
-/// One measured quantity: samples of ours, theirs, and ceilings.
+/// One measured quantity: samples of each side (ceilings and runtimes: ours only).
 struct Row {
     name: String,
     unit: &'static str,
-    ours: Vec<f64>,
-    theirs: Vec<f64>,
-    /// Lower is better (memory, latency): the ratio is still ours/theirs.
+    /// Indexed like [`SIDES`].
+    samples: [Vec<f64>; 3],
+    /// Lower is better (memory, latency): the ratios are still ours/theirs, ours/litep2p.
     lower_better: bool,
 }
 
@@ -123,30 +127,42 @@ fn fmt(x: f64) -> String {
 fn print_rows(rows: &[Row]) {
     println!();
     println!(
-        "| {:<44} | {:>9} | {:>10} | {:>10} | {:>7} | {:<30} | {:<30} |",
-        "benchmark", "unit", "ours", "theirs", "ratio", "ours spread", "theirs spread"
+        "| {:<44} | {:>9} | {:>8} | {:>8} | {:>8} | {:>11} | {:>12} | {:<26} | {:<26} | {:<26} |",
+        "benchmark",
+        "unit",
+        "ours",
+        "theirs",
+        "litep2p",
+        "ours/theirs",
+        "ours/litep2p",
+        "ours spread",
+        "theirs spread",
+        "litep2p spread"
     );
-    println!(
-        "|{:-<46}|{:-<11}|{:-<12}|{:-<12}|{:-<9}|{:-<32}|{:-<32}|",
-        "", "", "", "", "", "", ""
-    );
+    let widths = [46, 11, 10, 10, 10, 13, 14, 28, 28, 28];
+    let rule: String = widths.iter().map(|w| format!("|{:-<w$}", "")).collect();
+    println!("{rule}|");
     for r in rows {
-        let o = median(&r.ours);
-        let t = median(&r.theirs);
-        let ratio = if r.theirs.is_empty() {
-            "-".to_string()
-        } else {
-            format!("{:.2}x", o / t)
+        let [o, t, l] = r.samples.each_ref().map(|v| median(v));
+        let ratio = |v: &[f64], m: f64| {
+            if v.is_empty() || r.samples[OURS].is_empty() {
+                "-".to_string()
+            } else {
+                format!("{:.2}x", o / m)
+            }
         };
         println!(
-            "| {:<44} | {:>9} | {:>10} | {:>10} | {:>7} | {:<30} | {:<30} |",
+            "| {:<44} | {:>9} | {:>8} | {:>8} | {:>8} | {:>11} | {:>12} | {:<26} | {:<26} | {:<26} |",
             r.name,
             r.unit,
             fmt(o),
             fmt(t),
-            ratio,
-            spread(&r.ours),
-            spread(&r.theirs)
+            fmt(l),
+            ratio(&r.samples[1], t),
+            ratio(&r.samples[2], l),
+            spread(&r.samples[0]),
+            spread(&r.samples[1]),
+            spread(&r.samples[2]),
         );
         let _ = r.lower_better;
     }
@@ -157,8 +173,7 @@ fn row(name: impl Into<String>, unit: &'static str, lower_better: bool) -> Row {
     Row {
         name: name.into(),
         unit,
-        ours: Vec::new(),
-        theirs: Vec::new(),
+        samples: Default::default(),
         lower_better,
     }
 }
@@ -289,6 +304,37 @@ async fn plait_bulk<R: Runtime>(
     start.elapsed()
 }
 
+/// `conns` client hosts dial the server and open one sink stream each; then every stream
+/// writes `bytes / conns` from its own spawned task at once. Returns the time from the first
+/// write to the last ack.
+async fn plait_bulk_conns<R: Runtime>(
+    rt: R,
+    server: &PlaitServer<R>,
+    bytes: u64,
+    conns: usize,
+    spawn: &Spawn,
+) -> Duration {
+    let per = bytes / conns as u64;
+    let clients =
+        futures::future::join_all((0..conns).map(|_| plait_client(rt.clone(), server))).await;
+    let opens = clients.iter().map(|c| c.new_stream(server.peer, [SINK]));
+    let streams = futures::future::join_all(opens).await;
+    let start = Instant::now();
+    let done = streams.into_iter().map(|s| {
+        let s = s.expect("open");
+        let (tx, rx) = futures::channel::oneshot::channel::<()>();
+        spawn(Box::pin(async move {
+            sink_write(s, per).await;
+            let _ = tx.send(());
+        }));
+        rx
+    });
+    for finished in futures::future::join_all(done).await {
+        finished.expect("writer");
+    }
+    start.elapsed()
+}
+
 /// Writes `bytes` in `CHUNK`-byte writes, half-closes and waits for the 1-byte ack and the end.
 async fn sink_write<S: futures::AsyncRead + futures::AsyncWrite + Unpin>(mut s: S, bytes: u64) {
     let buf = vec![0x5a_u8; CHUNK];
@@ -385,6 +431,31 @@ async fn libp2p_bulk(client: &Libp2pPeer, server: PeerIdL, bytes: u64, streams: 
 }
 
 type PeerIdL = libp2p::PeerId;
+
+/// As [`plait_bulk_conns`]: `conns` client peers, one sink stream each, timed from the first
+/// write to the last ack.
+async fn libp2p_bulk_conns(server: &Libp2pPeer, bytes: u64, conns: usize) -> Duration {
+    let per = bytes / conns as u64;
+    let clients = futures::future::join_all((0..conns).map(|_| async {
+        let c = libp2p_client().await;
+        c.dial(server.listen_addr()).await.expect("dial");
+        c
+    }))
+    .await;
+    let opens = clients
+        .iter()
+        .map(|c| c.open_stream(server.peer_id(), SINK));
+    let streams = futures::future::join_all(opens).await;
+    let start = Instant::now();
+    let writers: Vec<_> = streams
+        .into_iter()
+        .map(|s| tokio::spawn(sink_write(s.expect("open"), per)))
+        .collect();
+    for t in futures::future::join_all(writers).await {
+        t.expect("writer");
+    }
+    start.elapsed()
+}
 
 async fn libp2p_echo_once(client: &Libp2pPeer, server: PeerIdL) {
     let mut s = client
@@ -558,38 +629,128 @@ fn noise_pair() -> (snow::TransportState, snow::TransportState) {
 // ---------------------------------------------------------------------------------------------
 // The benchmarks
 
-/// One bulk transfer measured in a fresh child process (`bench bulk-child KIND STREAMS BYTES`),
+/// One bulk transfer measured in a fresh child process (`bulk-child KIND STREAMS BYTES CONNS`),
 /// in GiB/s. A process's first thread placement decides a lot on a small machine (the same
 /// transfer runs at 0.6 or 1.0 GiB/s depending on which worker threads the long-lived
 /// connection tasks settle on), so every repetition gets its own process: the spread across
 /// repetitions then shows that variation instead of hiding it in one process's luck.
-fn bulk_child(kind: &str, streams: usize, bytes: u64) -> f64 {
-    let (streams, bytes) = (streams.to_string(), bytes.to_string());
-    child_figure(&["bulk-child", kind, &streams, &bytes], "GIB_S ")
+fn bulk_child(kind: &str, streams: usize, bytes: u64, conns: usize) -> f64 {
+    let (streams, bytes, conns) = (streams.to_string(), bytes.to_string(), conns.to_string());
+    child(
+        kind,
+        &["bulk-child", kind, &streams, &bytes, &conns],
+        &["GIB_S "],
+    )[0]
 }
 
-/// Runs this binary with `args` and returns the number its output gives after `key`.
-fn child_figure(args: &[&str], key: &str) -> f64 {
-    let exe = std::env::current_exe().unwrap();
-    let out = std::process::Command::new(exe)
+/// Runs the child protocol's `args` in a fresh process of the binary that serves `kind` (the
+/// litep2p binary for `litep2p`, this one for everything else) and returns the numbers its
+/// output gives after each of `keys`.
+fn child(kind: &str, args: &[&str], keys: &[&str]) -> Vec<f64> {
+    let exe = if kind == SIDES[LITEP2P] {
+        litep2p_exe().to_path_buf()
+    } else {
+        std::env::current_exe().unwrap()
+    };
+    let out = std::process::Command::new(&exe)
         .args(args)
         .output()
-        .expect("run child");
+        .unwrap_or_else(|e| panic!("run {}: {e}", exe.display()));
     let text = String::from_utf8_lossy(&out.stdout);
-    let Some(v) = text.lines().find_map(|l| l.strip_prefix(key)) else {
-        panic!(
-            "child {args:?} failed: {}\n{}",
-            text,
-            String::from_utf8_lossy(&out.stderr)
+    keys.iter()
+        .map(|key| {
+            let Some(v) = text.lines().find_map(|l| l.strip_prefix(key)) else {
+                panic!(
+                    "child {} {args:?} failed ({}): {}\n{}",
+                    exe.display(),
+                    out.status,
+                    text,
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            };
+            v.trim().parse().unwrap()
+        })
+        .collect()
+}
+
+/// The litep2p side's binary, `bench/litep2p/target/release/litep2p-bench`, built first (with
+/// `cargo build --release --manifest-path bench/litep2p/Cargo.toml`) if it is missing or older
+/// than its sources. Exits with instructions if protoc or the build is missing.
+fn litep2p_exe() -> &'static Path {
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let dir = root.join("bench/litep2p");
+        let target = dir.join("target");
+        let exe = target.join("release/litep2p-bench");
+        let newest_source = ["Cargo.toml", "Cargo.lock", "src"]
+            .iter()
+            .filter_map(|p| newest_mtime(&dir.join(p)))
+            .max();
+        let built = std::fs::metadata(&exe).and_then(|m| m.modified()).ok();
+        if built.is_some() && built >= newest_source {
+            return exe;
+        }
+        let manifest = dir.join("Cargo.toml");
+        let how = format!(
+            "the litep2p column needs bench/litep2p built:\n  apt-get install -y protobuf-compiler   # litep2p's build needs protoc (or set PROTOC)\n  cargo build --release --manifest-path {} --target-dir {}\n(or leave litep2p out with --side ours|theirs)",
+            manifest.display(),
+            target.display()
         );
-    };
-    v.trim().parse().unwrap()
+        let protoc = std::env::var_os("PROTOC").unwrap_or_else(|| "protoc".into());
+        if !std::process::Command::new(&protoc)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            eprintln!("\nbench: no protoc ({}) found; {how}", protoc.to_string_lossy());
+            std::process::exit(1);
+        }
+        eprintln!("bench: building {} ...", exe.display());
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let ok = std::process::Command::new(cargo)
+            .args(["build", "--release", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(&target)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok || !exe.exists() {
+            eprintln!("\nbench: building the litep2p side failed; {how}");
+            std::process::exit(1);
+        }
+        exe
+    })
+}
+
+/// The newest modification time of a file or of any file under a directory.
+fn newest_mtime(p: &Path) -> Option<std::time::SystemTime> {
+    let meta = std::fs::metadata(p).ok()?;
+    if !meta.is_dir() {
+        return meta.modified().ok();
+    }
+    std::fs::read_dir(p)
+        .ok()?
+        .filter_map(|e| newest_mtime(&e.ok()?.path()))
+        .max()
 }
 
 /// The child's side of [`bulk_child`]: sets up, then measures one transfer of `bytes` over
-/// `streams` streams. Kinds: `ours` (tokio), `ours-smol`, `ours-async-std`, `theirs`,
-/// `tcp` (raw loopback TCP), `noise` (bare Noise over TCP), `aead` (ChaCha20-Poly1305, 1 core).
-fn bulk_child_run(kind: &str, streams: usize, bytes: u64, rt: &tokio::runtime::Runtime) -> f64 {
+/// `streams` streams on one connection, or (`conns` > 1) over one stream on each of `conns`
+/// connections. Kinds: `ours` (tokio), `ours-smol`, `ours-async-std`, `theirs`, `tcp` (raw
+/// loopback TCP), `noise` (bare Noise over TCP), `aead` (ChaCha20-Poly1305, 1 core).
+fn bulk_child_run(
+    kind: &str,
+    streams: usize,
+    bytes: u64,
+    conns: usize,
+    rt: &tokio::runtime::Runtime,
+) -> f64 {
+    assert!(
+        conns == 1 || (streams == 1 && matches!(kind, "ours" | "theirs")),
+        "bulk-child {kind}: several connections only for ours and theirs, one stream each"
+    );
+    let moved = bytes / (streams * conns) as u64 * (streams * conns) as u64;
     let d = match kind {
         "ours" => rt.block_on(async {
             let rt = plait_tokio::Tokio::current();
@@ -597,6 +758,9 @@ fn bulk_child_run(kind: &str, streams: usize, bytes: u64, rt: &tokio::runtime::R
                 tokio::spawn(f);
             });
             let ps = plait_server(rt.clone(), spawn.clone()).await;
+            if conns > 1 {
+                return plait_bulk_conns(rt, &ps, bytes, conns, &spawn).await;
+            }
             let pc = plait_client(rt, &ps).await;
             plait_bulk(&pc, ps.peer, bytes, streams, &spawn).await
         }),
@@ -622,6 +786,9 @@ fn bulk_child_run(kind: &str, streams: usize, bytes: u64, rt: &tokio::runtime::R
         }),
         "theirs" => rt.block_on(async {
             let ls = libp2p_server().await;
+            if conns > 1 {
+                return libp2p_bulk_conns(&ls, bytes, conns).await;
+            }
             let lc = libp2p_client().await;
             lc.dial(ls.listen_addr()).await.expect("dial");
             libp2p_bulk(&lc, ls.peer_id(), bytes, streams).await
@@ -631,20 +798,20 @@ fn bulk_child_run(kind: &str, streams: usize, bytes: u64, rt: &tokio::runtime::R
         "aead" => chacha_bulk(bytes),
         other => panic!("unknown bulk kind {other}"),
     };
-    gib_s(bytes, d)
+    gib_s(moved, d)
 }
 
-/// Ours and theirs, one fresh process each per repetition, alternating which goes first.
-fn ours_vs_theirs(o: &Opts, r: &mut Row, streams: usize) {
+/// The order of the sides in repetition `rep`: ours, theirs, litep2p first in turn.
+fn order(rep: usize) -> [usize; 3] {
+    [rep % 3, (rep + 1) % 3, (rep + 2) % 3]
+}
+
+/// Every side, one fresh process each per repetition, rotating which goes first.
+fn all_sides(o: &Opts, r: &mut Row, streams: usize, conns: usize) {
     for rep in 0..o.reps {
         for side in order(rep) {
-            if !o.side.runs(side) {
-                continue;
-            }
-            if side == 0 {
-                r.ours.push(bulk_child("ours", streams, o.bytes));
-            } else {
-                r.theirs.push(bulk_child("theirs", streams, o.bytes));
+            if o.runs(side) {
+                r.samples[side].push(bulk_child(SIDES[side], streams, o.bytes, conns));
             }
         }
         eprint!(".");
@@ -662,23 +829,30 @@ fn bench_throughput(o: &Opts, rows: &mut Vec<Row>) {
         "GiB/s",
         false,
     );
-    ours_vs_theirs(o, &mut r, 1);
-    if o.side == Side::Both {
+    all_sides(o, &mut r, 1, 1);
+    if o.only.is_none() {
         for _ in 0..o.reps {
-            tcp.ours.push(bulk_child("tcp", 1, bytes));
-            pipe.ours.push(bulk_child("noise", 1, bytes));
-            aead.ours.push(bulk_child("aead", 1, bytes));
+            tcp.samples[OURS].push(bulk_child("tcp", 1, bytes, 1));
+            pipe.samples[OURS].push(bulk_child("noise", 1, bytes, 1));
+            aead.samples[OURS].push(bulk_child("aead", 1, bytes, 1));
             eprint!(".");
         }
-        let (ours, theirs) = (median(&r.ours), median(&r.theirs));
-        let (bare, aead_1core) = (median(&pipe.ours), median(&aead.ours));
+        let (bare, aead_1core) = (median(&pipe.samples[OURS]), median(&aead.samples[OURS]));
+        let shares: Vec<String> = SIDES
+            .iter()
+            .zip(&r.samples)
+            .map(|(name, v)| {
+                let m = median(v);
+                format!(
+                    "{name} {:.0} % / {:.0} %",
+                    100.0 * m / aead_1core,
+                    100.0 * m / bare
+                )
+            })
+            .collect();
         eprintln!(
-            "\nthroughput: ours is {:.0} % of the bare ChaCha20-Poly1305 ceiling (theirs {:.0} %), \
-             {:.0} % of bare Noise over TCP (theirs {:.0} %)",
-            100.0 * ours / aead_1core,
-            100.0 * theirs / aead_1core,
-            100.0 * ours / bare,
-            100.0 * theirs / bare,
+            "\nthroughput, % of the bare ChaCha20-Poly1305 ceiling / of bare Noise over TCP: {}",
+            shares.join(", ")
         );
     }
     rows.push(r);
@@ -687,107 +861,63 @@ fn bench_throughput(o: &Opts, rows: &mut Vec<Row>) {
     rows.push(aead);
 }
 
-/// Even repetitions run ours first, odd ones theirs first.
-fn order(rep: usize) -> [u8; 2] {
-    if rep.is_multiple_of(2) {
-        [0, 1]
-    } else {
-        [1, 0]
-    }
-}
-
 fn bench_streams16(o: &Opts, rows: &mut Vec<Row>) {
     let mut r = row(
         format!("16 streams, {} MiB total", o.bytes >> 20),
         "GiB/s",
         false,
     );
-    ours_vs_theirs(o, &mut r, 16);
+    all_sides(o, &mut r, 16, 1);
     eprintln!();
     rows.push(r);
 }
 
+/// 64 connection pairs in one process (one listener, 64 dialer nodes), one stream each sending
+/// `bytes / 64` at once; aggregate throughput from the first write to the last ack.
+fn bench_conns64(o: &Opts, rows: &mut Vec<Row>) {
+    let mut r = row(
+        format!("64 conns streaming at once, {} MiB total", o.bytes >> 20),
+        "GiB/s",
+        false,
+    );
+    all_sides(o, &mut r, 1, 64);
+    eprintln!();
+    rows.push(r);
+}
+
+/// Connections made, and stream opens done, in a fresh child before anything is measured
+/// (litep2p-bench uses the same numbers).
+const WARMUP_CONNECTS: usize = 8;
+const WARMUP_OPENS: usize = 64;
+
 /// New connections: a fresh client node each time dials (TCP + Noise + Yamux), opens an echo
 /// stream and gets one byte back. Latency: dial → echoed byte, sequential. Rate: 16 clients
-/// in flight, node creation included.
-async fn bench_connect(o: &Opts, rows: &mut Vec<Row>) {
+/// in flight, node creation included. One fresh child per side and repetition.
+fn bench_connect(o: &Opts, rows: &mut Vec<Row>) {
     let (seq, conc) = if o.quick { (40, 64) } else { (200, 512) };
-    let workers = 16;
     let mut lat = row(
         format!("connect → 1st echo byte, median of {seq}"),
         "ms",
         true,
     );
     let mut rate = row(
-        format!("connections/s, {workers} in flight"),
+        format!("connections/s, {CONNECT_WORKERS} in flight"),
         "conn/s",
         false,
     );
-    let rt = plait_tokio::Tokio::current();
-    let spawn: Spawn = Arc::new(|f| {
-        tokio::spawn(f);
-    });
-    let ps = Arc::new(plait_server(rt.clone(), spawn).await);
-    let ls = libp2p_server().await;
+    let (seq, conc) = (seq.to_string(), conc.to_string());
     for rep in 0..o.reps {
         for side in order(rep) {
-            if !o.side.runs(side) {
-                continue;
+            if o.runs(side) {
+                let name = SIDES[side];
+                let v = child(
+                    name,
+                    &["connect-child", name, &seq, &conc],
+                    &["LAT_MS ", "CONN_S "],
+                );
+                lat.samples[side].push(v[0]);
+                rate.samples[side].push(v[1]);
             }
-            let mut lats = Vec::new();
-            if side == 0 {
-                for _ in 0..seq {
-                    let c = Host::new(rt.clone(), plait_config()).unwrap();
-                    let t = Instant::now();
-                    c.dial(ps.addr.clone()).await.expect("dial");
-                    plait_echo_once(&c, ps.peer).await;
-                    lats.push(t.elapsed().as_secs_f64() * 1e3);
-                    c.close();
-                }
-                lat.ours.push(median(&lats));
-                let start = Instant::now();
-                let tasks = (0..workers).map(|_| {
-                    let ps = ps.clone();
-                    let rt = rt.clone();
-                    tokio::spawn(async move {
-                        for _ in 0..conc / workers {
-                            let c = Host::new(rt.clone(), plait_config()).unwrap();
-                            c.dial(ps.addr.clone()).await.expect("dial");
-                            plait_echo_once(&c, ps.peer).await;
-                            c.close();
-                        }
-                    })
-                });
-                futures::future::join_all(tasks).await;
-                rate.ours.push(conc as f64 / start.elapsed().as_secs_f64());
-            } else {
-                for _ in 0..seq {
-                    let c = libp2p_client().await;
-                    let t = Instant::now();
-                    let peer = c.dial(ls.listen_addr()).await.expect("dial");
-                    libp2p_echo_once(&c, peer).await;
-                    lats.push(t.elapsed().as_secs_f64() * 1e3);
-                    drop(c);
-                }
-                lat.theirs.push(median(&lats));
-                let start = Instant::now();
-                let tasks = (0..workers).map(|_| {
-                    let ls = ls.clone();
-                    tokio::spawn(async move {
-                        for _ in 0..conc / workers {
-                            let c = libp2p_client().await;
-                            let peer = c.dial(ls.listen_addr()).await.expect("dial");
-                            libp2p_echo_once(&c, peer).await;
-                            drop(c);
-                        }
-                    })
-                });
-                futures::future::join_all(tasks).await;
-                rate.theirs
-                    .push(conc as f64 / start.elapsed().as_secs_f64());
-            }
-            // Let closed connections drain before the other side runs.
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
         eprint!(".");
     }
@@ -796,66 +926,97 @@ async fn bench_connect(o: &Opts, rows: &mut Vec<Row>) {
     rows.push(lat);
 }
 
-/// Streams on one connection: open, negotiate `/echo/1.0.0`, 1-byte echo, close.
-async fn bench_open(o: &Opts, rows: &mut Vec<Row>) {
+const CONNECT_WORKERS: usize = 16;
+
+/// The child's side of [`bench_connect`] for ours and theirs: prints `LAT_MS` (median of `seq`
+/// sequential connects) and `CONN_S` (rate of `conc` connects, 16 in flight).
+async fn connect_child_run(side: &str, seq: usize, conc: usize) {
+    let workers = CONNECT_WORKERS;
+    let mut lats = Vec::new();
+    let rate = if side == "ours" {
+        let rt = plait_tokio::Tokio::current();
+        let spawn: Spawn = Arc::new(|f| {
+            tokio::spawn(f);
+        });
+        let ps = Arc::new(plait_server(rt.clone(), spawn).await);
+        for i in 0..WARMUP_CONNECTS + seq {
+            let c = Host::new(rt.clone(), plait_config()).unwrap();
+            let t = Instant::now();
+            c.dial(ps.addr.clone()).await.expect("dial");
+            plait_echo_once(&c, ps.peer).await;
+            if i >= WARMUP_CONNECTS {
+                lats.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            c.close();
+        }
+        let start = Instant::now();
+        let tasks = (0..workers).map(|_| {
+            let ps = ps.clone();
+            let rt = rt.clone();
+            tokio::spawn(async move {
+                for _ in 0..conc / workers {
+                    let c = Host::new(rt.clone(), plait_config()).unwrap();
+                    c.dial(ps.addr.clone()).await.expect("dial");
+                    plait_echo_once(&c, ps.peer).await;
+                    c.close();
+                }
+            })
+        });
+        futures::future::join_all(tasks).await;
+        conc as f64 / start.elapsed().as_secs_f64()
+    } else {
+        let ls = libp2p_server().await;
+        for i in 0..WARMUP_CONNECTS + seq {
+            let c = libp2p_client().await;
+            let t = Instant::now();
+            let peer = c.dial(ls.listen_addr()).await.expect("dial");
+            libp2p_echo_once(&c, peer).await;
+            if i >= WARMUP_CONNECTS {
+                lats.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            drop(c);
+        }
+        let start = Instant::now();
+        let tasks = (0..workers).map(|_| {
+            let ls = ls.clone();
+            tokio::spawn(async move {
+                for _ in 0..conc / workers {
+                    let c = libp2p_client().await;
+                    let peer = c.dial(ls.listen_addr()).await.expect("dial");
+                    libp2p_echo_once(&c, peer).await;
+                    drop(c);
+                }
+            })
+        });
+        futures::future::join_all(tasks).await;
+        conc as f64 / start.elapsed().as_secs_f64()
+    };
+    println!("LAT_MS {}", median(&lats));
+    println!("CONN_S {rate}");
+}
+
+/// Streams on one connection: open, negotiate `/echo/1.0.0`, 1-byte echo, close; sequential
+/// and 64 in flight. One fresh child per side and repetition.
+fn bench_open(o: &Opts, rows: &mut Vec<Row>) {
     let (seq, conc) = if o.quick { (200, 1024) } else { (2000, 8192) };
-    let inflight = 64;
     let mut rs = row("stream open+echo+close, sequential", "streams/s", false);
     let mut rc = row(
-        format!("stream open+echo+close, {inflight} in flight"),
+        format!("stream open+echo+close, {OPEN_IN_FLIGHT} in flight"),
         "streams/s",
         false,
     );
-    let rt = plait_tokio::Tokio::current();
-    let spawn: Spawn = Arc::new(|f| {
-        tokio::spawn(f);
-    });
-    let ps = plait_server(rt.clone(), spawn).await;
-    let pc = plait_client(rt, &ps).await;
-    let ls = libp2p_server().await;
-    let lc = Arc::new(libp2p_client().await);
-    lc.dial(ls.listen_addr()).await.expect("dial");
-    let lpeer = ls.peer_id();
+    let (seq, conc) = (seq.to_string(), conc.to_string());
     for rep in 0..o.reps {
         for side in order(rep) {
-            if !o.side.runs(side) {
-                continue;
-            }
-            if side == 0 {
-                let t = Instant::now();
-                for _ in 0..seq {
-                    plait_echo_once(&pc, ps.peer).await;
-                }
-                rs.ours.push(seq as f64 / t.elapsed().as_secs_f64());
-                let t = Instant::now();
-                let tasks = (0..inflight).map(|_| {
-                    let pc = pc.clone();
-                    let peer = ps.peer;
-                    tokio::spawn(async move {
-                        for _ in 0..conc / inflight {
-                            plait_echo_once(&pc, peer).await;
-                        }
-                    })
-                });
-                futures::future::join_all(tasks).await;
-                rc.ours.push(conc as f64 / t.elapsed().as_secs_f64());
-            } else {
-                let t = Instant::now();
-                for _ in 0..seq {
-                    libp2p_echo_once(&lc, lpeer).await;
-                }
-                rs.theirs.push(seq as f64 / t.elapsed().as_secs_f64());
-                let t = Instant::now();
-                let tasks = (0..inflight).map(|_| {
-                    let lc = lc.clone();
-                    tokio::spawn(async move {
-                        for _ in 0..conc / inflight {
-                            libp2p_echo_once(&lc, lpeer).await;
-                        }
-                    })
-                });
-                futures::future::join_all(tasks).await;
-                rc.theirs.push(conc as f64 / t.elapsed().as_secs_f64());
+            if o.runs(side) {
+                let name = SIDES[side];
+                let v = child(
+                    name,
+                    &["open-child", name, &seq, &conc],
+                    &["SEQ_S ", "CONC_S "],
+                );
+                rs.samples[side].push(v[0]);
+                rc.samples[side].push(v[1]);
             }
         }
         eprint!(".");
@@ -865,12 +1026,76 @@ async fn bench_open(o: &Opts, rows: &mut Vec<Row>) {
     rows.push(rc);
 }
 
-/// Runs `bench mem-child SIDE WHAT N` in a fresh process; returns bytes per item.
+const OPEN_IN_FLIGHT: usize = 64;
+
+/// The child's side of [`bench_open`] for ours and theirs: prints `SEQ_S` (`seq` sequential)
+/// and `CONC_S` (`conc` with 64 in flight), in streams/s.
+async fn open_child_run(side: &str, seq: usize, conc: usize) {
+    let inflight = OPEN_IN_FLIGHT;
+    let (seq_s, conc_s);
+    if side == "ours" {
+        let rt = plait_tokio::Tokio::current();
+        let spawn: Spawn = Arc::new(|f| {
+            tokio::spawn(f);
+        });
+        let ps = plait_server(rt.clone(), spawn).await;
+        let pc = plait_client(rt, &ps).await;
+        for _ in 0..WARMUP_OPENS {
+            plait_echo_once(&pc, ps.peer).await;
+        }
+        let t = Instant::now();
+        for _ in 0..seq {
+            plait_echo_once(&pc, ps.peer).await;
+        }
+        seq_s = seq as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let tasks = (0..inflight).map(|_| {
+            let pc = pc.clone();
+            let peer = ps.peer;
+            tokio::spawn(async move {
+                for _ in 0..conc / inflight {
+                    plait_echo_once(&pc, peer).await;
+                }
+            })
+        });
+        futures::future::join_all(tasks).await;
+        conc_s = conc as f64 / t.elapsed().as_secs_f64();
+    } else {
+        let ls = libp2p_server().await;
+        let lc = Arc::new(libp2p_client().await);
+        lc.dial(ls.listen_addr()).await.expect("dial");
+        let lpeer = ls.peer_id();
+        for _ in 0..WARMUP_OPENS {
+            libp2p_echo_once(&lc, lpeer).await;
+        }
+        let t = Instant::now();
+        for _ in 0..seq {
+            libp2p_echo_once(&lc, lpeer).await;
+        }
+        seq_s = seq as f64 / t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let tasks = (0..inflight).map(|_| {
+            let lc = lc.clone();
+            tokio::spawn(async move {
+                for _ in 0..conc / inflight {
+                    libp2p_echo_once(&lc, lpeer).await;
+                }
+            })
+        });
+        futures::future::join_all(tasks).await;
+        conc_s = conc as f64 / t.elapsed().as_secs_f64();
+    }
+    println!("SEQ_S {seq_s}");
+    println!("CONC_S {conc_s}");
+}
+
+/// Runs `mem-child SIDE WHAT N` in a fresh process; returns bytes per item.
 fn mem_child(side: &str, what: &str, n: usize) -> f64 {
-    child_figure(
+    child(
+        side,
         &["mem-child", side, what, &n.to_string()],
-        "PER_ITEM_BYTES ",
-    )
+        &["PER_ITEM_BYTES "],
+    )[0]
 }
 
 fn bench_memory(o: &Opts, rows: &mut Vec<Row>) {
@@ -884,15 +1109,10 @@ fn bench_memory(o: &Opts, rows: &mut Vec<Row>) {
     let mut rs = row(format!("RSS per idle stream, {streams} open"), "KiB", true);
     for rep in 0..reps {
         for side in order(rep) {
-            let name = if side == 0 { "ours" } else { "theirs" };
-            let c = mem_child(name, "conns", conns) / 1024.0;
-            let s = mem_child(name, "streams", streams) / 1024.0;
-            if side == 0 {
-                rc.ours.push(c);
-                rs.ours.push(s);
-            } else {
-                rc.theirs.push(c);
-                rs.theirs.push(s);
+            if o.runs(side) {
+                let name = SIDES[side];
+                rc.samples[side].push(mem_child(name, "conns", conns) / 1024.0);
+                rs.samples[side].push(mem_child(name, "streams", streams) / 1024.0);
             }
         }
         eprint!(".");
@@ -1044,7 +1264,7 @@ fn bench_runtimes(o: &Opts, rows: &mut Vec<Row>) {
     ];
     for _ in 0..o.reps {
         for (kind, r) in &mut rows_by_kind {
-            r.ours.push(bulk_child(kind, 1, o.bytes));
+            r.samples[OURS].push(bulk_child(kind, 1, o.bytes, 1));
         }
         eprint!(".");
     }
@@ -1055,6 +1275,7 @@ fn bench_runtimes(o: &Opts, rows: &mut Vec<Row>) {
 const ALL: &[&str] = &[
     "throughput",
     "streams16",
+    "conns64",
     "connect",
     "open",
     "memory",
@@ -1074,24 +1295,38 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    if args.first().map(String::as_str) == Some("bulk-child") {
-        let streams = args[2].parse().unwrap();
-        let bytes = args[3].parse().unwrap();
-        println!("GIB_S {}", bulk_child_run(&args[1], streams, bytes, &rt));
-        // Skip orderly shutdown of the hosts.
-        std::process::exit(0);
-    }
-    if args.first().map(String::as_str) == Some("mem-child") {
-        let n = args[3].parse().unwrap();
-        rt.block_on(mem_child_run(&args[1], &args[2], n));
-        // Skip orderly shutdown of thousands of connections.
+    // The child protocol (see the module docs); litep2p-bench speaks it too.
+    let num = |i: usize| -> usize { args[i].parse().expect("number") };
+    let child_run = match args.first().map(String::as_str) {
+        Some("bulk-child") => {
+            let conns = if args.len() > 4 { num(4) } else { 1 };
+            let g = bulk_child_run(&args[1], num(2), num(3) as u64, conns, &rt);
+            println!("GIB_S {g}");
+            true
+        }
+        Some("connect-child") => {
+            rt.block_on(connect_child_run(&args[1], num(2), num(3)));
+            true
+        }
+        Some("open-child") => {
+            rt.block_on(open_child_run(&args[1], num(2), num(3)));
+            true
+        }
+        Some("mem-child") => {
+            rt.block_on(mem_child_run(&args[1], &args[2], num(3)));
+            true
+        }
+        _ => false,
+    };
+    if child_run {
+        // Skip orderly shutdown of the hosts and their (up to thousands of) connections.
         std::process::exit(0);
     }
     let mut o = Opts {
         quick: false,
         bytes: 1 << 30,
         reps: 5,
-        side: Side::Both,
+        only: None,
     };
     let mut names = Vec::new();
     let mut it = args.iter();
@@ -1103,17 +1338,18 @@ fn main() {
             "--bytes" => bytes = Some(parse_size(it.next().expect("--bytes N"))),
             "--reps" => reps = Some(it.next().expect("--reps N").parse().expect("number")),
             "--side" => {
-                o.side = match it.next().map(String::as_str) {
-                    Some("ours") => Side::Ours,
-                    Some("theirs") => Side::Theirs,
-                    _ => Side::Both,
-                }
+                let side = it.next().map(String::as_str).unwrap_or("");
+                let Some(i) = SIDES.iter().position(|s| *s == side) else {
+                    eprintln!("--side takes one of {}", SIDES.join("|"));
+                    std::process::exit(2);
+                };
+                o.only = Some(i);
             }
             "all" => names.extend(ALL.iter().map(|s| s.to_string())),
             n if ALL.contains(&n) => names.push(n.to_string()),
             other => {
                 eprintln!(
-                    "usage: bench [all|{}]... [--quick] [--bytes N[K|M|G]] [--reps N] [--side ours|theirs]\nunknown argument {other}",
+                    "usage: bench [all|{}]... [--quick] [--bytes N[K|M|G]] [--reps N] [--side ours|theirs|litep2p]\nunknown argument {other}",
                     ALL.join("|")
                 );
                 std::process::exit(2);
@@ -1133,8 +1369,13 @@ fn main() {
     if let Some(r) = reps {
         o.reps = r;
     }
+    if o.runs(LITEP2P) && names.iter().any(|n| n != "runtimes") {
+        // Build (or find) the litep2p side before anything runs, so that a missing protoc
+        // stops the run at once instead of after minutes of the other sides.
+        litep2p_exe();
+    }
     eprintln!(
-        "plait vs rust-libp2p 0.57: {} ({} bytes, {} reps)",
+        "plait vs rust-libp2p 0.57 vs litep2p 0.16: {} ({} bytes, {} reps)",
         names.join(" "),
         o.bytes,
         o.reps
@@ -1146,8 +1387,9 @@ fn main() {
         match name.as_str() {
             "throughput" => bench_throughput(&o, &mut rows),
             "streams16" => bench_streams16(&o, &mut rows),
-            "connect" => rt.block_on(bench_connect(&o, &mut rows)),
-            "open" => rt.block_on(bench_open(&o, &mut rows)),
+            "conns64" => bench_conns64(&o, &mut rows),
+            "connect" => bench_connect(&o, &mut rows),
+            "open" => bench_open(&o, &mut rows),
             "memory" => bench_memory(&o, &mut rows),
             "runtimes" => bench_runtimes(&o, &mut rows),
             _ => unreachable!(),
