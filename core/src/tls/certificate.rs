@@ -90,7 +90,7 @@ impl Certificate {
 
     /// A certificate for the key of `key_seed` with the given DER `Validity` and DER
     /// `Extension`s, self-signed (tests build hostile certificates with it).
-    #[cfg(any(test, fuzzing, feature = "fuzzing"))]
+    #[cfg(test)]
     pub(crate) fn custom(key_seed: [u8; 32], validity: &[u8], extensions: &[Vec<u8>]) -> Self {
         let key = p256_key_from_seed(key_seed).unwrap_or_else(|_| unreachable_key());
         let spki = p256_spki(&key);
@@ -100,7 +100,7 @@ impl Certificate {
 
     /// The same key presenting another certificate (tests: a CertificateVerify by a key the
     /// certificate does not hold).
-    #[cfg(any(test, fuzzing, feature = "fuzzing"))]
+    #[cfg(test)]
     pub(crate) fn with_der(mut self, der: Vec<u8>) -> Self {
         self.der = der;
         self
@@ -170,7 +170,7 @@ pub(crate) fn der(tag: u8, content: &[u8]) -> Vec<u8> {
     out
 }
 
-#[cfg(any(test, fuzzing, feature = "fuzzing"))]
+#[cfg(test)]
 fn unreachable_key() -> p256::ecdsa::SigningKey {
     // Seeds come from tests; a scalar of all 0x11 bytes is valid.
     match p256::ecdsa::SigningKey::from_slice(&[0x11; 32]) {
@@ -221,6 +221,7 @@ pub(crate) fn extension(oid_der: &[u8], critical: bool, value: &[u8]) -> Vec<u8>
 }
 
 /// The libp2p extension OID's DER contents (for tests building extensions).
+#[cfg(test)]
 pub(crate) const LIBP2P_OID_DER: &[u8] = EXTENSION_OID_DER;
 
 /// A self-signed v3 certificate for `key` (whose SPKI is `spki`): empty issuer and subject,
@@ -366,7 +367,7 @@ pub fn parse(der: &[u8], now_unix: Duration) -> Result<PeerCertificate, Error> {
         return Err(Error::CertificateTooLarge { len: der.len() });
     }
     let cert = match X509Certificate::from_der(der) {
-        Ok((rest, cert)) if rest.is_empty() => cert,
+        Ok(([], cert)) => cert,
         Ok((rest, _)) => {
             return Err(Error::TrailingCertificateBytes { len: rest.len() });
         }

@@ -632,7 +632,8 @@ fn hostile(cert: Certificate, extra: Vec<Vec<u8>>) -> Config {
 #[test]
 fn client_refuses_hostile_server_certificates() {
     let ext = good_extension(true);
-    let cases: Vec<(Config, fn(&Error) -> bool)> = vec![
+    type Check = fn(&Error) -> bool;
+    let cases: Vec<(Config, Check)> = vec![
         (
             hostile(
                 Certificate::custom(KEY, certificate::DER_VALIDITY, &[]),
@@ -645,7 +646,7 @@ fn client_refuses_hostile_server_certificates() {
                 Certificate::custom(
                     KEY,
                     &validity("200101000000Z", "210101000000Z"),
-                    &[ext.clone()],
+                    std::slice::from_ref(&ext),
                 ),
                 vec![],
             ),
@@ -656,7 +657,7 @@ fn client_refuses_hostile_server_certificates() {
                 Certificate::custom(
                     KEY,
                     &validity("300101000000Z", "310101000000Z"),
-                    &[ext.clone()],
+                    std::slice::from_ref(&ext),
                 ),
                 vec![],
             ),
@@ -664,8 +665,8 @@ fn client_refuses_hostile_server_certificates() {
         ),
         (
             hostile(
-                Certificate::custom(KEY, certificate::DER_VALIDITY, &[ext.clone()]),
-                vec![custom(&[ext.clone()])],
+                Certificate::custom(KEY, certificate::DER_VALIDITY, std::slice::from_ref(&ext)),
+                vec![custom(std::slice::from_ref(&ext))],
             ),
             |e| matches!(e, Error::NotOneCertificate { count: 2 }),
         ),
@@ -673,7 +674,7 @@ fn client_refuses_hostile_server_certificates() {
             // The certificate of KEY, but the CertificateVerify signed by another key.
             hostile(
                 Certificate::custom([8; 32], certificate::DER_VALIDITY, &[])
-                    .with_der(custom(&[ext.clone()])),
+                    .with_der(custom(std::slice::from_ref(&ext))),
                 vec![],
             ),
             |e| matches!(e, Error::BadHandshakeSignature),
