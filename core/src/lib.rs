@@ -116,6 +116,8 @@ pub mod ping;
 pub mod plaintext;
 pub mod swarm;
 pub mod time;
+/// libp2p TLS 1.3 (`/tls/1.0.0`): the certificate, the handshake and the record transport.
+pub mod tls;
 pub mod upgrade;
 pub mod varint;
 pub mod yamux;

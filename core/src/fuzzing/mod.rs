@@ -9,6 +9,7 @@ pub mod identity;
 pub mod multistream;
 pub mod noise;
 pub mod perf;
+pub mod tls;
 pub mod yamux;
 
 pub use perf::perf_server;
@@ -37,4 +38,6 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("yamux_pair_ops", yamux::yamux_pair_ops),
     ("connection_listener", connection::connection_listener),
     ("perf_server", perf_server),
+    ("tls_handshake", tls::tls_handshake),
+    ("tls_certificate", tls::tls_certificate),
 ];
