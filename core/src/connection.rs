@@ -505,7 +505,8 @@ impl Connection {
     /// send buffer is full, or if there is no such stream). After 0 from a full buffer, the
     /// stream reports [`Event::Writable`] once it has room.
     pub fn send_capacity(&mut self, id: StreamId) -> usize {
-        self.writable_stream(id).map_or(0, |mut s| s.send_capacity())
+        self.writable_stream(id)
+            .map_or(0, |mut s| s.send_capacity())
     }
 
     /// The yamux stream `id`, if the application may write to it.

@@ -12,7 +12,7 @@
 //! | security | [`noise`] (Noise XX), [`plaintext`] (`/plaintext/2.0.0`) |
 //! | multiplexing | [`yamux`] |
 //! | one connection | [`upgrade`] (raw bytes → security → muxer), [`connection`] (streams) |
-//! | a host | [`swarm`] (connections per peer, handlers, [`ping`], [`identify`]), [`dial`] |
+//! | a host | [`swarm`]: the [`Coordinator`](swarm::Coordinator) (peers, listeners, dialing with [`dial`], the connection manager) and a [`ConnectionTask`](swarm::ConnectionTask) per connection (streams, [`ping`], [`identify`]), which exchange messages |
 //! | benchmarking | [`perf`] (`/perf/1.0.0`, off unless a driver serves it) |
 //!
 //! # The driving contract

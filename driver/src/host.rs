@@ -183,7 +183,10 @@ pub(crate) type Handlers<R> = Arc<Vec<(Matcher, Handler<R>)>>;
 
 /// The handler of `protocol`: the newest whose matcher accepts it. Runs user code (matchers):
 /// never call it with a lock held.
-pub(crate) fn find_handler<R: Runtime>(handlers: &Handlers<R>, protocol: &str) -> Option<Handler<R>> {
+pub(crate) fn find_handler<R: Runtime>(
+    handlers: &Handlers<R>,
+    protocol: &str,
+) -> Option<Handler<R>> {
     handlers
         .iter()
         .rev()

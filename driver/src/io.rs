@@ -112,7 +112,9 @@ pub(crate) fn spawn_listener<R: Runtime>(
                 let mut inner = shared.lock();
                 let now = rt.now();
                 let remote = socket_to_multiaddr(remote);
-                let r = inner.coordinator.handle_incoming(now, local.clone(), remote);
+                let r = inner
+                    .coordinator
+                    .handle_incoming(now, local.clone(), remote);
                 let r = r.map(|task| {
                     let mailbox = Mailbox::new();
                     inner.connection_started(task.id(), mailbox.clone());

@@ -32,8 +32,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use addr::{multiaddr_to_socket, socket_to_multiaddr, Target};
-pub use host::{Host, HostConfig, HostEvent};
 pub use connection::MAX_UPGRADE_BUFFERED;
+pub use host::{Host, HostConfig, HostEvent};
 pub use plait_core;
 use plait_core::multiaddr::Multiaddr;
 pub use stream::Stream;

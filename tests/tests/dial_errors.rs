@@ -105,7 +105,7 @@ fn a_failed_dial_names_every_address_and_its_cause() {
             (
                 &wrong,
                 TransportError::PeerIdMismatch {
-                    obtained: other.peer_id(),
+                    obtained: Box::new(other.peer_id()),
                 },
             ),
             (&mute, TransportError::UpgradeTimeout),

@@ -228,9 +228,7 @@ fn dialing_the_wrong_peer_fails() {
     assert!(sim.run_until(|s| s.request(dialer, req).settled(), 5 * SECOND));
     sim.run_idle(5 * SECOND);
     let listener_peer = sim.peer(listener);
-    let mismatch = |e: &Error| {
-        matches!(e, Error::Transport(TransportError::PeerIdMismatch { obtained }) if *obtained == listener_peer)
-    };
+    let mismatch = |e: &Error| matches!(e, Error::Transport(TransportError::PeerIdMismatch { obtained }) if **obtained == listener_peer);
     let failures: Vec<ConnectionId> = sim.nodes[dialer]
         .events
         .iter()
@@ -276,13 +274,20 @@ fn dialing_the_wrong_peer_fails() {
 fn dialing_oneself_is_rejected() {
     let (mut sim, listener, _, addr) = pair(Security::Noise);
     let (bare, _) = plait_core::multiaddr::split_p2p(&addr);
-    assert!(matches!(sim.dial(listener, addr.clone()), Err(Error::DialToSelf)));
+    assert!(matches!(
+        sim.dial(listener, addr.clone()),
+        Err(Error::DialToSelf)
+    ));
     assert!(matches!(sim.dial(listener, bare), Err(Error::DialToSelf)));
     let me = sim.peer(listener);
     let req = sim.open_echo(listener, me, vec![ECHO], HELLO.to_vec());
     let r = sim.request(listener, req);
     assert_eq!(r.answers, 1);
-    assert!(matches!(r.failed, Some(Error::DialToSelf)), "{:?}", r.failed);
+    assert!(
+        matches!(r.failed, Some(Error::DialToSelf)),
+        "{:?}",
+        r.failed
+    );
     assert!(sim.links().is_empty());
     no_state_left(&sim, &[listener]);
 }
@@ -452,11 +457,15 @@ fn limit_max_connections_per_peer() {
     sim.dial(dialer, addr.clone()).unwrap();
     sim.run_idle(SECOND);
     assert_eq!(sim.swarm(listener).num_established(), 1);
-    let over = count(
-        &sim,
-        listener,
-        |e| matches!(e, Event::ConnectionFailed { error: Error::Limit(Limit::ConnectionsPerPeer), .. }),
-    );
+    let over = count(&sim, listener, |e| {
+        matches!(
+            e,
+            Event::ConnectionFailed {
+                error: Error::Limit(Limit::ConnectionsPerPeer),
+                ..
+            }
+        )
+    });
     assert_eq!(over, 1);
     assert_eq!(sim.swarm(dialer).num_established(), 1);
     // The dialer's own limit refuses the dial up front.

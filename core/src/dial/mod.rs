@@ -132,8 +132,8 @@ pub enum TransportError {
     /// The remote authenticated as another peer.
     #[error("wrong peer id: the remote is {obtained}")]
     PeerIdMismatch {
-        /// The peer that answered.
-        obtained: PeerId,
+        /// The peer that answered (boxed: keeps the error small).
+        obtained: Box<PeerId>,
     },
     /// The remote's identity key is of an unsupported type, malformed, or refused.
     #[error("unsupported or invalid identity key: {0}")]

@@ -141,7 +141,10 @@ pub fn noise_transport(data: &[u8], _now: Instant) {
             return;
         }
     }
-    assert_eq!(sealed, wire, "sealing frame by frame differs from encryption");
+    assert_eq!(
+        sealed, wire,
+        "sealing frame by frame differs from encryption"
+    );
 }
 
 /// Arbitrary bytes fed to a `/plaintext/2.0.0` exchange.

@@ -869,4 +869,3 @@ proptest! {
         prop_assert_eq!(got, msgs.concat());
     }
 }
-

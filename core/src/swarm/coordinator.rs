@@ -299,7 +299,8 @@ impl Coordinator {
             self.listen_addrs.clone(),
             now,
         )?;
-        self.connections.insert(id, ConnEntry::new(endpoint, None, true));
+        self.connections
+            .insert(id, ConnEntry::new(endpoint, None, true));
         self.upgrading_inbound.insert(id);
         Ok(task)
     }
@@ -380,9 +381,11 @@ impl Coordinator {
         };
         entry.socket_open = true;
         if let Some(attempt) = entry.attempt {
-            let _ =
-                self.dialer
-                    .handle_attempt_progress(now, attempt, dial::AttemptProgress::TcpConnected);
+            let _ = self.dialer.handle_attempt_progress(
+                now,
+                attempt,
+                dial::AttemptProgress::TcpConnected,
+            );
             self.process_dialer(now);
         }
         Some(task)
@@ -834,14 +837,16 @@ impl ConnEntry {
 fn transport_cause(error: &connection::Error) -> TransportError {
     use crate::upgrade::Error as U;
     match error {
-        connection::Error::Upgrade(U::WrongPeer { actual, .. }) => {
-            TransportError::PeerIdMismatch { obtained: **actual }
-        }
+        connection::Error::Upgrade(U::WrongPeer { actual, .. }) => TransportError::PeerIdMismatch {
+            obtained: actual.clone(),
+        },
         connection::Error::Upgrade(U::Noise(noise::Error::PeerIdMismatch { actual, .. }))
         | connection::Error::Upgrade(U::Plaintext(crate::plaintext::Error::PeerIdMismatch {
             actual,
             ..
-        })) => TransportError::PeerIdMismatch { obtained: **actual },
+        })) => TransportError::PeerIdMismatch {
+            obtained: actual.clone(),
+        },
         connection::Error::Upgrade(U::Noise(
             e @ (noise::Error::InvalidKey(_) | noise::Error::RejectedKey(_)),
         )) => TransportError::IdentityKey(e.to_string()),

@@ -510,6 +510,9 @@ impl Swarm {
 
     /// Bytes buffered by all connections (see [`ConnectionTask::buffered_bytes`]).
     pub fn buffered_bytes(&self) -> u64 {
-        self.tasks.values().map(ConnectionTask::buffered_bytes).sum()
+        self.tasks
+            .values()
+            .map(ConnectionTask::buffered_bytes)
+            .sum()
     }
 }

@@ -148,7 +148,9 @@ impl Service {
                 match (result, pinger.poll_event()) {
                     (Err(e), _) => Some(Outcome::Ping(Err(e))),
                     (_, Some(ping::Event::Pong { rtt })) => Some(Outcome::Ping(Ok(rtt))),
-                    (_, Some(ping::Event::Timeout)) => Some(Outcome::Ping(Err(super::Error::Timeout))),
+                    (_, Some(ping::Event::Timeout)) => {
+                        Some(Outcome::Ping(Err(super::Error::Timeout)))
+                    }
                     (Ok(()), _) => {
                         pinger.poll_transmit(now, &mut output);
                         None

@@ -321,8 +321,7 @@ impl ConnectionTask {
         match event {
             connection::Event::Established { peer } => {
                 tracing::debug!(%peer, connection = ?self.id, "connected");
-                self.messages
-                    .push_back(ToCoordinator::Established { peer });
+                self.messages.push_back(ToCoordinator::Established { peer });
                 // The application's requests first: they are what someone waits for.
                 self.start_pending();
                 self.start_identify(peer);
