@@ -134,6 +134,53 @@ fn concurrent_and_lagging_events<R: TestRuntime>() {
     host.close();
 }
 
+/// A handler may drop its stream and the last handle of its own host: the host shuts down
+/// from inside its connection's task (no lock is held there), the remote sees the connection
+/// end, and nothing hangs.
+fn handler_drops_the_last_host<R: TestRuntime>() {
+    let _g = serial();
+    let rt = R::get();
+    let host = Host::new(R::get(), target_config()).expect("host");
+    let client = Host::new(R::get(), target_config()).expect("client");
+    let kept = std::sync::Arc::new(std::sync::Mutex::new(Some(host.clone())));
+    let in_handler = kept.clone();
+    host.set_stream_handler("/plait/test/suicide/1.0.0", move |stream| {
+        drop(stream);
+        let last = in_handler.lock().map(|mut h| h.take()).ok().flatten();
+        drop(last);
+    })
+    .expect("handler");
+    let addr = block_on_timeout(&rt, LIMIT, "listen", async {
+        host.listen("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+            .await
+            .expect("listen")
+    });
+    let peer = host.peer_id();
+    drop(host);
+    block_on_timeout(&rt, LIMIT, "the host goes away from its handler", async {
+        client
+            .dial(addr.with(plait_core::multiaddr::Protocol::P2p(peer)))
+            .await
+            .expect("dial");
+        use futures_lite::AsyncReadExt;
+        let mut s = client
+            .new_stream(peer, ["/plait/test/suicide/1.0.0"])
+            .await
+            .expect("open");
+        let mut buf = [0u8; 8];
+        // Ends (FIN, reset or the connection's end), never hangs.
+        let _ = s.read(&mut buf).await;
+        while client.num_connections() > 0 {
+            async_io::Timer::after(Duration::from_millis(10)).await;
+        }
+    });
+    assert!(
+        kept.lock().map(|h| h.is_none()).unwrap_or(false),
+        "the handler ran"
+    );
+    client.close();
+}
+
 macro_rules! on_every_runtime {
     ($($name:ident),*) => {
         mod tokio_runtime {
@@ -152,5 +199,6 @@ on_every_runtime!(
     concurrent_pings,
     cancelled_calls_leave_nothing_behind,
     concurrent_streams_and_dials,
-    concurrent_and_lagging_events
+    concurrent_and_lagging_events,
+    handler_drops_the_last_host
 );
