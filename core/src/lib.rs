@@ -9,7 +9,7 @@
 //! |---|---|
 //! | keys, PeerIds, multiaddrs | [`identity`], [`multiaddr`] |
 //! | protocol negotiation | [`multistream`] (over [`varint`] framing) |
-//! | security | [`noise`] (Noise XX), [`plaintext`] (`/plaintext/2.0.0`) |
+//! | security | [`noise`] (Noise XX), [`tls`] (libp2p TLS 1.3; not offered by the upgrade yet), [`plaintext`] (`/plaintext/2.0.0`) |
 //! | multiplexing | [`yamux`] |
 //! | one connection | [`upgrade`] (raw bytes → security → muxer), [`connection`] (streams) |
 //! | a host | [`swarm`]: the [`Coordinator`](swarm::Coordinator) (peers, listeners, dialing with [`dial`], the connection manager) and a [`ConnectionTask`](swarm::ConnectionTask) per connection (streams, [`ping`], [`identify`]), which exchange messages |
@@ -116,7 +116,6 @@ pub mod ping;
 pub mod plaintext;
 pub mod swarm;
 pub mod time;
-/// libp2p TLS 1.3 (`/tls/1.0.0`): the certificate, the handshake and the record transport.
 pub mod tls;
 pub mod upgrade;
 pub mod varint;

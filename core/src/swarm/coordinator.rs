@@ -63,7 +63,7 @@ struct ConnEntry {
     progress: u8,
 }
 
-/// The coordinator machine: see the [module documentation](self).
+/// The coordinator machine: see the [`swarm`](crate::swarm) module documentation.
 pub struct Coordinator {
     local_peer: PeerId,
     config: Arc<ConnectionConfig>,

@@ -20,8 +20,8 @@ use crate::multiaddr::Multiaddr;
 use crate::multistream::Protocol;
 use crate::time::Instant;
 
-/// The coordinator and its connection tasks in one value: see the [module
-/// documentation](self).
+/// The coordinator and its connection tasks in one value, which routes their messages itself
+/// (see the [`swarm`](crate::swarm) module documentation).
 pub struct Swarm {
     coordinator: Coordinator,
     tasks: HashMap<ConnectionId, ConnectionTask>,

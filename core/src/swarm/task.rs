@@ -32,7 +32,7 @@ enum Open {
     Ping,
 }
 
-/// A connection's machine: see the [module documentation](self).
+/// A connection's machine: see the [`swarm`](crate::swarm) module documentation.
 pub struct ConnectionTask {
     id: ConnectionId,
     conn: Connection,
