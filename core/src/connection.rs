@@ -602,6 +602,7 @@ impl Connection {
             State::Live(live) => {
                 out.extend_from_slice(&live.raw_out);
                 live.raw_out.clear();
+                live.channel.poll_transmit(out);
                 let session = &mut live.session;
                 let mut fills = 0;
                 let mut first_full = false;

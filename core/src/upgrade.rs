@@ -1,13 +1,15 @@
 //! The upgrade of one raw byte pipe into an authenticated, multiplexed connection.
 //!
 //! ```text
-//! raw bytes ─ multistream (/noise | /plaintext/2.0.0) ─ handshake ─┬─ early muxer (noise ext.) ─┬─ yamux
-//!                                                                  └─ multistream (/yamux/1.0.0) ┘
+//! raw bytes ─ multistream (/noise | /tls/1.0.0 | /plaintext/2.0.0) ─ handshake ─┬─ early muxer ─────────────┬─ yamux
+//!                                                                                └─ multistream (/yamux/1.0.0) ┘
 //! ```
 //!
-//! The dialer of the connection is the multistream dialer, the Noise initiator and the yamux
-//! client. Dialer-side negotiations with a single candidate are lazy (rust-libp2p's
-//! `V1Lazy`): the proposal, the first handshake message and, after the handshake, the muxer
+//! The early muxer is agreed inside the handshake: Noise's extensions, TLS's ALPN. The dialer of
+//! the connection is the multistream dialer, the Noise initiator or TLS client, and the yamux
+//! client. A host may offer several security protocols: the dialer proposes them in its order
+//! of preference (waiting for each answer), the listener accepts any of them. Dialer-side
+//! negotiations with a single candidate are lazy (rust-libp2p's `V1Lazy`): the proposal, the first handshake message and, after the handshake, the muxer
 //! proposal and the first yamux frames leave in the same flights, so a connection is usable
 //! after the handshake's round trips. Bytes that arrive early for a later stage are kept and
 //! handed to it.
@@ -23,10 +25,12 @@ use crate::multistream::{
     ProtocolSet,
 };
 use crate::time::Instant;
-use crate::{noise, plaintext};
+use crate::{noise, plaintext, tls};
 
 /// The multistream id of the Noise handshake.
 pub const NOISE: Protocol = Protocol::from_static("/noise");
+/// The multistream id of libp2p TLS.
+pub const TLS: Protocol = Protocol::from_static(tls::PROTOCOL);
 /// The multistream id of the plaintext (insecure) exchange.
 pub const PLAINTEXT: Protocol = Protocol::from_static("/plaintext/2.0.0");
 /// The multistream id of yamux.
@@ -53,16 +57,32 @@ pub const MAX_PENDING_INPUT: usize = 16 * 1024;
 pub const MAX_BUFFERED: usize =
     MAX_PENDING_OUTPUT + MAX_PENDING_INPUT + 2 * (noise::MAX_FRAME_LEN + 2);
 
-/// Which security protocol connections use.
+/// A security protocol connections may use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Security {
     /// Noise XX (`/noise`), authenticated and encrypted.
     #[default]
     Noise,
+    /// libp2p TLS 1.3 (`/tls/1.0.0`), authenticated and encrypted; go-libp2p's first choice.
+    Tls,
     /// `/plaintext/2.0.0`: authenticated identities, no encryption. For tests and trusted
     /// networks only (go-libp2p echo's `-insecure`).
     Plaintext,
 }
+
+impl Security {
+    /// The multistream id.
+    pub fn protocol(self) -> Protocol {
+        match self {
+            Self::Noise => NOISE,
+            Self::Tls => TLS,
+            Self::Plaintext => PLAINTEXT,
+        }
+    }
+}
+
+/// The security protocols of a host by default: Noise, then TLS.
+pub const DEFAULT_SECURITY: [Security; 2] = [Security::Noise, Security::Tls];
 
 /// Which end of the connection we are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,14 +98,21 @@ pub enum Role {
 pub struct UpgradeConfig {
     /// Our identity.
     pub keypair: Keypair,
-    /// The security protocol.
-    pub security: Security,
+    /// The security protocols, in our order of preference (never empty): a dialer proposes
+    /// them in this order, a listener accepts any of them.
+    pub security: Vec<Security>,
     /// How long an upgrade may take.
     pub timeout: Duration,
     /// The Noise configuration (static key, early muxers, handshake randomness).
     pub noise: Arc<noise::Config>,
     /// The plaintext exchange configuration.
     pub plaintext: Arc<plaintext::Config>,
+    /// The TLS configuration (certificate, ALPN muxers, handshake randomness).
+    pub tls: Arc<tls::Config>,
+    /// The wall clock, as time since the Unix epoch, for the validity of TLS certificates:
+    /// the core reads no clock, so its driver keeps this current (e.g. with
+    /// [`Coordinator::set_unix_time`](crate::swarm::Coordinator::set_unix_time)).
+    pub unix_time: Duration,
 }
 
 impl std::fmt::Debug for UpgradeConfig {
@@ -99,24 +126,46 @@ impl std::fmt::Debug for UpgradeConfig {
 }
 
 impl UpgradeConfig {
-    /// Noise security with the default timeout, announcing yamux for early muxer negotiation.
-    /// `seed` seeds the handshakes' randomness (ephemeral and static Noise keys): pass fresh
-    /// random bytes in production, a fixed value for reproducible tests.
+    /// Noise then TLS ([`DEFAULT_SECURITY`]) with the default timeout, announcing yamux for
+    /// early muxer negotiation. `seed` seeds the handshakes' randomness (Noise keys, TLS
+    /// randoms, key shares and certificate key): pass fresh random bytes in production, a
+    /// fixed value for reproducible tests.
     pub fn new(keypair: Keypair, seed: [u8; 32]) -> Result<Self, Error> {
         let noise = noise::Config::new(keypair.clone(), seed)?.with_muxers(vec![YAMUX.to_string()]);
         let plaintext = plaintext::Config::new(keypair.public());
+        let mut tls_seed = seed;
+        tls_seed[31] ^= 0x5a;
+        let tls =
+            tls::Config::new(keypair.clone(), tls_seed)?.with_muxers(vec![YAMUX.to_string()])?;
         Ok(Self {
             keypair,
-            security: Security::Noise,
+            security: DEFAULT_SECURITY.to_vec(),
             timeout: DEFAULT_UPGRADE_TIMEOUT,
             noise: Arc::new(noise),
             plaintext: Arc::new(plaintext),
+            tls: Arc::new(tls),
+            unix_time: Duration::ZERO,
         })
     }
 
-    /// Uses `security` instead of Noise.
+    /// Uses `security` alone (a dialer then proposes it lazily: one round trip less).
     pub fn with_security(mut self, security: Security) -> Self {
-        self.security = security;
+        self.security = vec![security];
+        self
+    }
+
+    /// Uses these security protocols, in this order of preference (an empty list keeps the
+    /// current one).
+    pub fn with_securities(mut self, security: impl IntoIterator<Item = Security>) -> Self {
+        let list: Vec<Security> = security.into_iter().fold(Vec::new(), |mut v, s| {
+            if !v.contains(&s) {
+                v.push(s);
+            }
+            v
+        });
+        if !list.is_empty() {
+            self.security = list;
+        }
         self
     }
 
@@ -140,6 +189,9 @@ pub enum Error {
     /// The plaintext exchange failed.
     #[error("plaintext: {0}")]
     Plaintext(#[from] plaintext::Error),
+    /// The TLS handshake or channel failed.
+    #[error("tls: {0}")]
+    Tls(#[from] tls::Error),
     /// The authenticated peer is not the one that was dialed.
     #[error("dialed {expected} but the remote authenticated as {actual}")]
     WrongPeer {
@@ -159,12 +211,41 @@ pub enum Error {
 /// The handshake of the agreed security protocol.
 enum Handshake {
     Noise(Box<noise::Handshake>),
+    Tls(Box<tls::Handshake>),
     Plaintext(Box<plaintext::Plaintext>),
+}
+
+impl Handshake {
+    fn handle_input(&mut self, unix_time: Duration, input: &mut BytesMut) -> Result<(), Error> {
+        match self {
+            Self::Noise(h) => h.handle_input(input)?,
+            Self::Tls(h) => h.handle_input(unix_time, input)?,
+            Self::Plaintext(h) => h.handle_input(input)?,
+        }
+        Ok(())
+    }
+
+    fn poll_transmit(&mut self, out: &mut BytesMut) {
+        match self {
+            Self::Noise(h) => h.poll_transmit(out),
+            Self::Tls(h) => h.poll_transmit(out),
+            Self::Plaintext(h) => h.poll_transmit(out),
+        };
+    }
+
+    fn is_finished(&self) -> bool {
+        match self {
+            Self::Noise(h) => h.is_finished(),
+            Self::Tls(h) => h.is_finished(),
+            Self::Plaintext(h) => h.is_finished(),
+        }
+    }
 }
 
 /// An established secure channel.
 pub(crate) enum Channel {
     Noise(Box<noise::Transport>),
+    Tls(Box<tls::Transport>),
     Plaintext,
 }
 
@@ -202,6 +283,25 @@ impl Channel {
                 }
                 None => Ok(false),
             },
+            // The peer's close_notify ends what it sends; its socket's end follows.
+            Self::Tls(transport) => match transport.decrypt(raw)? {
+                Some(tls::Received::Data(data)) => {
+                    if plain.is_empty() {
+                        *plain = data;
+                    } else {
+                        plain.extend_from_slice(&data);
+                    }
+                    Ok(true)
+                }
+                Some(tls::Received::Closed) | None => Ok(false),
+            },
+        }
+    }
+
+    /// Appends what the channel itself has to send (a TLS alert or key-update answer).
+    pub(crate) fn poll_transmit(&mut self, out: &mut BytesMut) {
+        if let Self::Tls(transport) = self {
+            transport.poll_transmit(out);
         }
     }
 
@@ -237,16 +337,31 @@ impl Channel {
                     }
                 }
             }
+            Self::Tls(transport) => {
+                // rustls seals from its own buffers: the plaintext is laid out once more here.
+                let mut plain = BytesMut::new();
+                while out.len() - start < budget {
+                    plain.clear();
+                    if fill(&mut plain, tls::MAX_PLAINTEXT) == 0 {
+                        break;
+                    }
+                    if let Err(e) = transport.encrypt(&plain, out) {
+                        out.truncate(start);
+                        return Err(e.into());
+                    }
+                }
+            }
         }
         Ok(out.len() - start)
     }
 }
 
 enum Stage {
-    /// Agreeing on the security protocol (dialer side, possibly optimistically).
+    /// Agreeing on the security protocol (dialer side): with one candidate the handshake
+    /// starts optimistically, with several once one is agreed.
     SecurityDialer {
         multistream: Dialer,
-        handshake: Handshake,
+        handshake: Option<Handshake>,
     },
     /// Agreeing on the security protocol (listener side).
     SecurityListener(Listener),
@@ -293,6 +408,8 @@ pub struct Upgrade {
     local_peer: PeerId,
     deadline: Instant,
     timeout: Duration,
+    /// The wall clock when the upgrade started (TLS certificate validity).
+    unix_time: Duration,
     /// Plaintext received inside the secure channel and not yet consumed.
     plain_in: BytesMut,
     /// Raw bytes queued for the socket.
@@ -311,17 +428,24 @@ impl Upgrade {
         if expected_peer == Some(local_peer) {
             return Err(Error::DialedSelf);
         }
-        let protocol = match config.security {
-            Security::Noise => NOISE,
-            Security::Plaintext => PLAINTEXT,
-        };
-        let stage = match role {
-            Role::Dialer => Stage::SecurityDialer {
-                multistream: Dialer::new([protocol], DialerMode::Lazy)?,
-                handshake: Self::handshake(config, role, expected_peer)?,
+        let protocols: Vec<Protocol> = config.security.iter().map(|s| s.protocol()).collect();
+        let stage = match (role, config.security.as_slice()) {
+            (Role::Dialer, [only]) => Stage::SecurityDialer {
+                multistream: Dialer::new(protocols, DialerMode::Lazy)?,
+                handshake: Some(Self::handshake(
+                    config,
+                    *only,
+                    role,
+                    expected_peer,
+                    config.unix_time,
+                )?),
             },
-            Role::Listener => Stage::SecurityListener(Listener::new(
-                Arc::new(ProtocolSet::from_protocols([protocol])),
+            (Role::Dialer, _) => Stage::SecurityDialer {
+                multistream: Dialer::new(protocols, DialerMode::Strict)?,
+                handshake: None,
+            },
+            (Role::Listener, _) => Stage::SecurityListener(Listener::new(
+                Arc::new(ProtocolSet::from_protocols(protocols)),
                 ListenerConfig::default(),
             )),
         };
@@ -332,6 +456,7 @@ impl Upgrade {
             local_peer,
             deadline: now + config.timeout,
             timeout: config.timeout,
+            unix_time: config.unix_time,
             plain_in: BytesMut::new(),
             out: BytesMut::new(),
         };
@@ -341,15 +466,25 @@ impl Upgrade {
 
     fn handshake(
         config: &UpgradeConfig,
+        security: Security,
         role: Role,
         expected_peer: Option<PeerId>,
+        unix_time: Duration,
     ) -> Result<Handshake, Error> {
-        Ok(match (config.security, role) {
+        Ok(match (security, role) {
             (Security::Noise, Role::Dialer) => Handshake::Noise(Box::new(
                 noise::Handshake::initiator(&config.noise, expected_peer)?,
             )),
             (Security::Noise, Role::Listener) => {
                 Handshake::Noise(Box::new(noise::Handshake::responder(&config.noise)?))
+            }
+            (Security::Tls, Role::Dialer) => Handshake::Tls(Box::new(tls::Handshake::client(
+                &config.tls,
+                expected_peer,
+                unix_time,
+            )?)),
+            (Security::Tls, Role::Listener) => {
+                Handshake::Tls(Box::new(tls::Handshake::server(&config.tls, unix_time)?))
             }
             (Security::Plaintext, _) => Handshake::Plaintext(Box::new(plaintext::Plaintext::new(
                 &config.plaintext,
@@ -386,39 +521,52 @@ impl Upgrade {
             }
             match &mut self.stage {
                 Stage::SecurityDialer { multistream, .. } => {
-                    if let DialerStatus::InProgress = multistream.handle_input(input)? {
+                    let status = multistream.handle_input(input)?;
+                    // A refused candidate makes the dialer propose the next one.
+                    multistream.poll_transmit(&mut self.out);
+                    let DialerStatus::Agreed(agreed) = status else {
                         return Ok(UpgradeStatus::InProgress);
-                    }
+                    };
                     let Stage::SecurityDialer { handshake, .. } =
                         std::mem::replace(&mut self.stage, Stage::Gone)
                     else {
                         // Just matched: cannot happen, and a stuck upgrade ends at its timeout.
                         return Ok(UpgradeStatus::InProgress);
                     };
+                    let handshake = match handshake {
+                        Some(h) => h,
+                        None => {
+                            let security = security_of(config, &agreed)?;
+                            let mut h = Self::handshake(
+                                config,
+                                security,
+                                self.role,
+                                self.expected_peer,
+                                self.unix_time,
+                            )?;
+                            h.poll_transmit(&mut self.out);
+                            h
+                        }
+                    };
                     self.stage = Stage::Handshake(handshake);
                 }
                 Stage::SecurityListener(listener) => {
-                    let ListenerStatus::Agreed(_) = listener.handle_input(input)? else {
+                    let ListenerStatus::Agreed(agreed) = listener.handle_input(input)? else {
                         self.flush_stage()?;
                         return Ok(UpgradeStatus::InProgress);
                     };
                     listener.poll_transmit(&mut self.out);
-                    self.stage = Stage::Handshake(Self::handshake(config, self.role, None)?);
+                    let security = security_of(config, &agreed)?;
+                    let handshake =
+                        Self::handshake(config, security, self.role, None, self.unix_time)?;
+                    self.stage = Stage::Handshake(handshake);
                 }
                 Stage::Handshake(handshake) => {
-                    let finished = match handshake {
-                        Handshake::Noise(h) => {
-                            h.handle_input(input)?;
-                            h.poll_transmit(&mut self.out);
-                            h.is_finished()
-                        }
-                        Handshake::Plaintext(h) => {
-                            h.handle_input(input)?;
-                            h.poll_transmit(&mut self.out);
-                            h.is_finished()
-                        }
-                    };
-                    if !finished {
+                    let result = handshake.handle_input(self.unix_time, input);
+                    // Also after an error: a TLS alert tells the peer why.
+                    handshake.poll_transmit(&mut self.out);
+                    result?;
+                    if !handshake.is_finished() {
                         return Ok(UpgradeStatus::InProgress);
                     }
                     // What followed the last handshake message is secure-channel data, left in
@@ -487,6 +635,15 @@ impl Upgrade {
                 let (transport, outcome) = h.into_transport()?;
                 (
                     Channel::Noise(Box::new(transport)),
+                    outcome.remote_peer,
+                    outcome.remote_key,
+                    outcome.muxer,
+                )
+            }
+            Handshake::Tls(h) => {
+                let (transport, outcome) = h.into_transport()?;
+                (
+                    Channel::Tls(Box::new(transport)),
                     outcome.remote_peer,
                     outcome.remote_key,
                     outcome.muxer,
@@ -564,10 +721,9 @@ impl Upgrade {
             } => {
                 multistream.poll_transmit(&mut self.out);
                 // Lazy: the first handshake message rides with the proposal.
-                match handshake {
-                    Handshake::Noise(h) => h.poll_transmit(&mut self.out),
-                    Handshake::Plaintext(h) => h.poll_transmit(&mut self.out),
-                };
+                if let Some(h) = handshake {
+                    h.poll_transmit(&mut self.out);
+                }
             }
             Stage::SecurityListener(l) => {
                 l.poll_transmit(&mut self.out);
@@ -661,6 +817,16 @@ impl Upgrade {
             _ => None,
         }
     }
+}
+
+/// The configured security protocol of an agreed multistream id.
+fn security_of(config: &UpgradeConfig, agreed: &Protocol) -> Result<Security, Error> {
+    config
+        .security
+        .iter()
+        .copied()
+        .find(|s| s.protocol() == *agreed)
+        .ok_or(Error::Negotiation(multistream::Error::NotSupported))
 }
 
 /// A secure channel with an agreed (or lazily proposed) muxer.

@@ -5,7 +5,8 @@
 //! echo -l PORT              listen on 127.0.0.1:PORT, print /ip4/127.0.0.1/tcp/PORT/p2p/ID
 //!      [--host IP]          (with -l) listen on IP instead of 127.0.0.1
 //! echo -d MULTIADDR         dial, send "Hello, world!\n", print the reply
-//! options: --insecure (plaintext instead of Noise), --seed N (deterministic identity)
+//! options: --tls (TLS only), --noise (Noise only), --insecure (plaintext only),
+//!          --seed N (deterministic identity); by default Noise, then TLS
 //! ```
 
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -31,6 +32,8 @@ pub struct EchoArgs {
     pub dial: Option<Multiaddr>,
     /// `--insecure`: plaintext.
     pub insecure: bool,
+    /// `--tls` / `--noise`: that security protocol only (default: Noise, then TLS).
+    pub security: Option<Security>,
     /// `--seed N`: deterministic identity.
     pub seed: Option<u64>,
 }
@@ -60,6 +63,8 @@ impl EchoArgs {
                     )
                 }
                 "--insecure" | "-insecure" => parsed.insecure = true,
+                "--tls" => parsed.security = Some(Security::Tls),
+                "--noise" => parsed.security = Some(Security::Noise),
                 other => return Err(format!("unknown argument {other}")),
             }
         }
@@ -71,11 +76,11 @@ impl EchoArgs {
             Some(seed) => HostConfig::new(keypair_from_seed(seed.wrapping_add(seed_offset))),
             None => HostConfig::random(),
         };
-        config.with_security(if self.insecure {
-            Security::Plaintext
-        } else {
-            Security::Noise
-        })
+        match (self.insecure, self.security) {
+            (true, _) => config.with_security(Security::Plaintext),
+            (false, Some(security)) => config.with_security(security),
+            (false, None) => config,
+        }
     }
 }
 
@@ -229,5 +234,12 @@ mod tests {
         let args = EchoArgs::parse(["-l", "0", "--host", "10.0.0.2"].map(String::from)).unwrap();
         assert_eq!(args.host, Some(std::net::Ipv4Addr::new(10, 0, 0, 2)));
         assert!(EchoArgs::parse(["--bogus".to_string()]).is_err());
+        let args = EchoArgs::parse(["--tls".to_string()]).unwrap();
+        assert_eq!(args.security, Some(Security::Tls));
+        assert_eq!(args.config(0).security, vec![Security::Tls]);
+        assert_eq!(
+            EchoArgs::default().config(0).security,
+            plait_core::upgrade::DEFAULT_SECURITY.to_vec()
+        );
     }
 }

@@ -36,8 +36,11 @@ pub struct HostConfig {
     /// (what [`HostConfig::private_key_protobuf`] returns for RSA keys, which cannot be
     /// re-encoded, while `keypair` is still that key).
     private_key_protobuf: Option<(Vec<u8>, PeerId)>,
-    /// Noise (default) or insecure plaintext.
-    pub security: Security,
+    /// The security protocols, in order of preference: a dialer proposes them in this order
+    /// (lazily, one round trip less, when there is only one), a listener accepts any of them.
+    /// Default Noise, then TLS ([`DEFAULT_SECURITY`](plait_core::upgrade::DEFAULT_SECURITY));
+    /// `/plaintext/2.0.0` for tests only.
+    pub security: Vec<Security>,
     /// Connection and stream limits.
     pub limits: Limits,
     /// How long a connection may take to upgrade. Default 15 s.
@@ -53,7 +56,7 @@ impl HostConfig {
         Self {
             keypair,
             private_key_protobuf: None,
-            security: Security::Noise,
+            security: plait_core::upgrade::DEFAULT_SECURITY.to_vec(),
             limits: Limits::default(),
             upgrade_timeout: plait_core::upgrade::DEFAULT_UPGRADE_TIMEOUT,
             perf: false,
@@ -89,9 +92,15 @@ impl HostConfig {
         }
     }
 
-    /// Uses `security`.
+    /// Uses `security` alone.
     pub fn with_security(mut self, security: Security) -> Self {
-        self.security = security;
+        self.security = vec![security];
+        self
+    }
+
+    /// Uses these security protocols, in this order of preference.
+    pub fn with_securities(mut self, security: impl IntoIterator<Item = Security>) -> Self {
+        self.security = security.into_iter().collect();
         self
     }
 }
@@ -513,9 +522,12 @@ impl<R: Runtime> Host<R> {
     /// Starts a host on `runtime`.
     pub fn new(runtime: R, config: HostConfig) -> Result<Self, Error> {
         let seed: [u8; 32] = rand::random();
-        let mut swarm_config = SwarmConfig::new(config.keypair, seed)
-            .map_err(|e| Error::Config(e.to_string()))?
-            .with_security(config.security);
+        if config.security.is_empty() {
+            return Err(Error::Config("no security protocol".into()));
+        }
+        let mut swarm_config =
+            SwarmConfig::new(config.keypair, seed).map_err(|e| Error::Config(e.to_string()))?;
+        swarm_config.upgrade = swarm_config.upgrade.with_securities(config.security);
         swarm_config.limits = config.limits;
         swarm_config.upgrade = swarm_config.upgrade.with_timeout(config.upgrade_timeout);
         let coordinator = Coordinator::new(swarm_config);

@@ -112,6 +112,7 @@ pub(crate) fn spawn_listener<R: Runtime>(
                 let mut inner = shared.lock();
                 let now = rt.now();
                 let remote = socket_to_multiaddr(remote);
+                inner.coordinator.set_unix_time(rt.unix_time());
                 let r = inner
                     .coordinator
                     .handle_incoming(now, local.clone(), remote);
@@ -218,6 +219,7 @@ pub(crate) fn spawn_dial<R: Runtime>(
         let now = rt.now();
         match result {
             Ok(tcp) => {
+                inner.coordinator.set_unix_time(rt.unix_time());
                 let task = inner.coordinator.handle_connected(now, connection);
                 let started = task.map(|task| {
                     let mailbox = Mailbox::new();

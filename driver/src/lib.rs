@@ -74,6 +74,12 @@ pub trait Runtime: Clone + Send + Sync + 'static {
     fn now(&self) -> Instant {
         Instant::now()
     }
+    /// The wall clock, as time since the Unix epoch (TLS certificate validity).
+    fn unix_time(&self) -> std::time::Duration {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+    }
 }
 
 /// Why a host operation failed.

@@ -148,8 +148,8 @@ pub struct Target<R: TestRuntime> {
     pub firehose_written: Arc<AtomicU64>,
     /// The state before any attack.
     pub baseline: Snapshot,
-    /// The security protocol the host speaks.
-    pub security: plait_core::upgrade::Security,
+    /// The security protocols the host speaks.
+    pub security: Vec<plait_core::upgrade::Security>,
 }
 
 impl<R: TestRuntime> Target<R> {
@@ -174,7 +174,7 @@ impl<R: TestRuntime> Target<R> {
     /// A host with `config` (see [`target_config`]).
     pub fn with_host_config(config: HostConfig) -> Self {
         let rt = R::get();
-        let security = config.security;
+        let security = config.security.clone();
         let host = Host::new(rt.clone(), config).expect("host");
         let spawner = rt.clone();
         host.set_stream_handler(ECHO, move |mut stream| {
@@ -260,7 +260,7 @@ impl<R: TestRuntime> Target<R> {
     /// stream and closes. Returns the round trip time.
     pub fn echo_check(&self) -> Duration {
         let start = Instant::now();
-        let mut config = HostConfig::random().with_security(self.security);
+        let mut config = HostConfig::random().with_securities(self.security.clone());
         config.upgrade_timeout = Duration::from_secs(5);
         let client = Host::new(self.rt.clone(), config).expect("client host");
         let payload: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();

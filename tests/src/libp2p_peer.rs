@@ -1,7 +1,7 @@
 //! An in-process [rust-libp2p](https://github.com/libp2p/rust-libp2p) peer: the *other side* of
 //! Plait's interop tests.
 //!
-//! [`Libp2pPeer::spawn`] builds a real rust-libp2p `Swarm` (TCP + Noise or `/plaintext/2.0.0` +
+//! [`Libp2pPeer::spawn`] builds a real rust-libp2p `Swarm` (TCP + Noise, TLS or `/plaintext/2.0.0` +
 //! Yamux, with ping and identify) on the current tokio runtime, listening on
 //! `/ip4/127.0.0.1/tcp/0`, and drives it on a background task. Tests talk to it through async
 //! methods: dial, open streams, echo, ping, read what identify learned.
@@ -95,6 +95,8 @@ pub struct PeerConfig {
     pub keypair: Option<Keypair>,
     /// Secure channel: `/plaintext/2.0.0` instead of `/noise`.
     pub insecure: bool,
+    /// Secure channel: libp2p TLS (`/tls/1.0.0`, `libp2p-tls`) instead of `/noise`.
+    pub tls: bool,
     /// Serve [`ECHO_PROTOCOL`] and [`ECHO_ALL_PROTOCOL`] inbound.
     pub echo: bool,
     /// Serve [`PERF_PROTOCOL`] inbound (off by default, as the perf spec asks).
@@ -123,6 +125,7 @@ impl Default for PeerConfig {
             seed: None,
             keypair: None,
             insecure: false,
+            tls: false,
             echo: true,
             perf: false,
             extra_protocols: Vec::new(),
@@ -707,6 +710,18 @@ fn build_swarm(cfg: &PeerConfig, keypair: Keypair, streams: StreamBehaviour) -> 
                 yamux::Config::default,
             )
             .expect("plaintext transport")
+            .with_behaviour(make_behaviour)
+            .expect("behaviour")
+            .with_swarm_config(swarm_cfg)
+            .build()
+    } else if cfg.tls {
+        builder
+            .with_tcp(
+                tcp::Config::default(),
+                libp2p::tls::Config::new,
+                yamux::Config::default,
+            )
+            .expect("tls transport")
             .with_behaviour(make_behaviour)
             .expect("behaviour")
             .with_swarm_config(swarm_cfg)

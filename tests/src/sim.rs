@@ -479,8 +479,12 @@ pub fn node_config(seed: u64, security: Security) -> SwarmConfig {
         .expect("seeded config")
         .with_security(security);
     config.yamux = config.yamux.with_ping_interval(None);
+    config.upgrade.unix_time = SIM_UNIX_TIME;
     config
 }
+
+/// The wall clock of every simulated node (2026-01-01T00:00:00Z), for TLS certificates.
+pub const SIM_UNIX_TIME: Duration = Duration::from_secs(1_767_225_600);
 
 impl NetSim {
     /// Everything `node` has to send on `connection` now.

@@ -58,6 +58,7 @@ use plait_driver::{
         identity::KeyType,
         multiaddr::{split_p2p, Multiaddr, Protocol},
         swarm::{AGENT_VERSION, PROTOCOL_VERSION},
+        upgrade::Security,
     },
     Host, HostConfig, HostEvent, Runtime, Stream,
 };
@@ -1457,6 +1458,139 @@ fn pattern_sha256_matches_naive() {
 
 // ---------------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------------
+// TLS (`/tls/1.0.0`): both sides TLS only, so nothing else can be negotiated
+
+/// A host of ours speaking TLS only.
+fn our_tls_host<R: Runtime>(rt: &R) -> Host<R> {
+    Host::new(
+        rt.clone(),
+        HostConfig::random().with_security(Security::Tls),
+    )
+    .expect("host")
+}
+
+/// A TLS-only peer of theirs (Ed25519 identity).
+async fn their_tls_peer(kind: PeerKind) -> ExternalPeer {
+    assert!(kind.capabilities().tls, "{} has no TLS", kind.name());
+    spawn(
+        kind.builder()
+            .key(KeyType::Ed25519)
+            .security([PeerSecurity::Tls]),
+    )
+    .await
+}
+
+/// Over TLS, we dial: echo, ping, identify, and [`BIG`] bytes through their echo-all.
+async fn tls_we_dial<R: Runtime>(rt: R, kind: PeerKind) {
+    let peer = their_tls_peer(kind).await;
+    let host = our_tls_host(&rt);
+    we_dial(&host, &peer).await;
+    let s = within("open echo", T, host.new_stream(peer.peer_id(), [ECHO]))
+        .await
+        .unwrap();
+    let reply = within("echo", T, write_close_read(s, HELLO)).await.unwrap();
+    assert_eq!(reply, HELLO);
+    let rtt = within("our ping", T, host.ping(peer.peer_id()))
+        .await
+        .expect("our ping");
+    eprintln!("our ping over TLS: {rtt:?}");
+    let caps = kind.capabilities();
+    let identified = within("identify", T, async {
+        loop {
+            if let Some(info) = host.peer_info(peer.peer_id()) {
+                return info;
+            }
+            sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let agent = identified.agent_version.unwrap_or_default();
+    assert!(
+        agent.starts_with(caps.agent_version_prefix),
+        "agent {agent}"
+    );
+    let s = within(
+        "open echo-all",
+        T,
+        host.new_stream(peer.peer_id(), [ECHO_ALL]),
+    )
+    .await
+    .unwrap();
+    let start = Instant::now();
+    let (sent, received) = within("transfer", BIG_CMD, send_and_receive(s, BIG, 1))
+        .await
+        .unwrap_or_else(|e| panic!("transfer: {e}; their stderr: {}", peer.stderr_tail()));
+    report_rate(
+        "over TLS, we send through their echo-all, each way",
+        BIG as u64,
+        start,
+    );
+    assert_eq!(sent.0, BIG as u64);
+    assert_eq!(received, sent, "(length, checksum) of the echo");
+    drop(peer);
+    all_clean(&host, T).await;
+}
+
+/// Over TLS, they dial: their echo, their ping, identify both ways, and [`BIG`] bytes
+/// through our echo-all.
+async fn tls_they_dial<R: Runtime>(rt: R, kind: PeerKind) {
+    let host = our_tls_host(&rt);
+    within(
+        "our listen",
+        T,
+        host.listen("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")),
+    )
+    .await
+    .expect("listen");
+    let addr = host.listen_addrs().into_iter().next().expect("an address");
+    demo::serve_echo(&host, &rt).unwrap();
+    let mut reports = serve(&host, &rt, ECHO_ALL, echo_all);
+    let mut peer = their_tls_peer(kind).await;
+    they_dial(&mut peer, &host, &addr).await;
+    let reply = within("their echo", CMD, peer.echo(host.peer_id()))
+        .await
+        .or_panic("their echo");
+    assert_eq!(reply, HELLO);
+    let rtt = within("their ping", CMD, peer.ping(host.peer_id()))
+        .await
+        .or_panic("their ping");
+    eprintln!("their ping over TLS: {rtt:?}");
+    check_identify(&host, &addr, &mut peer, false).await;
+    let start = Instant::now();
+    let digest = within("their bulk", BIG_CMD, peer.bulk(host.peer_id(), BIG as u64))
+        .await
+        .or_panic("their bulk");
+    report_rate(
+        "over TLS, they send through our echo-all, each way",
+        BIG as u64,
+        start,
+    );
+    assert_eq!(hex(&digest), hex(&pattern_sha256(BIG as u64)));
+    let echoed = next(&mut reports, "our echo-all handler").await;
+    assert_eq!(echoed.expect("our echo-all handler"), BIG as u64);
+    drop(peer);
+    all_clean(&host, T).await;
+}
+
+/// Their default security list (TLS first for go-libp2p) against our default one (Noise,
+/// then TLS): both directions connect, and ours accepts their first choice.
+async fn default_security_both_ways<R: Runtime>(rt: R, kind: PeerKind) {
+    let (host, addr) = our_listener(&rt, false).await;
+    demo::serve_echo(&host, &rt).unwrap();
+    let mut peer = their_peer(kind, false).await;
+    they_dial(&mut peer, &host, &addr).await;
+    let reply = within("their echo", CMD, peer.echo(host.peer_id()))
+        .await
+        .or_panic("their echo");
+    assert_eq!(reply, HELLO);
+    let other = Host::new(rt.clone(), HostConfig::random()).expect("host");
+    we_dial(&other, &peer).await;
+    other.close();
+    drop(peer);
+    all_clean(&host, T).await;
+}
+
 macro_rules! suite {
     ($module:ident, $kind:expr, keys: [$($key:ident),* $(,)?]) => {
         suite!(@runtimes $module, $kind, [
@@ -1478,8 +1612,12 @@ macro_rules! suite {
             they_disconnect_while_we_read_and_write,
             we_disconnect_while_they_read_and_write,
             perf_both_ways,
+            default_security_both_ways,
             $($key,)*
         ]);
+    };
+    ($module:ident, $kind:expr, keys: [$($key:ident),* $(,)?], tls) => {
+        suite!($module, $kind, keys: [tls_we_dial, tls_they_dial, $($key),*]);
     };
     (@runtimes $module:ident, $kind:expr, [$($name:ident),* $(,)?]) => {
         /// Scenarios against one kind of peer.
@@ -1523,7 +1661,8 @@ macro_rules! suite {
 suite!(
     go,
     plait_tests::external_peer::PeerKind::Go,
-    keys: [key_rsa_2048, key_ed25519, key_secp256k1, key_ecdsa]
+    keys: [key_rsa_2048, key_ed25519, key_secp256k1, key_ecdsa],
+    tls
 );
 
 suite!(

@@ -63,7 +63,8 @@ use libp2p::multiaddr::Protocol as LpProtocol;
 use plait_driver::{
     demo,
     plait_core::multiaddr::{Multiaddr, Protocol},
-    Host, HostEvent, Runtime,
+    plait_core::upgrade::Security,
+    Host, HostConfig, HostEvent, Runtime,
 };
 use plait_tests::{
     interop::{
@@ -953,6 +954,116 @@ async fn their_dialer_offers_several_protocols<R: Runtime>(rt: R) {
 
 // ---------------------------------------------------------------------------------------------
 
+// ---------------------------------------------------------------------------------------------
+// TLS (`/tls/1.0.0`, rust-libp2p's `libp2p-tls`): both sides TLS only
+
+/// A host of ours speaking TLS only.
+fn our_tls_host<R: Runtime>(rt: &R) -> Host<R> {
+    let config = HostConfig::random().with_security(Security::Tls);
+    Host::new(rt.clone(), config).expect("host")
+}
+
+async fn their_tls_peer() -> Libp2pPeer {
+    their_peer_with(PeerConfig {
+        tls: true,
+        extra_protocols: vec![SINK.to_owned()],
+        ..PeerConfig::default()
+    })
+    .await
+}
+
+/// Over TLS, we dial: echo, ping, identify, [`BIG`] bytes each way through their echo-all.
+async fn tls_we_dial<R: Runtime>(rt: R) {
+    let peer = their_tls_peer().await;
+    let host = our_tls_host(&rt);
+    we_dial(&host, &peer).await;
+    let s = within(
+        "open echo",
+        T,
+        host.new_stream(peer.peer_id(), [ECHO_PROTOCOL]),
+    )
+    .await
+    .expect("open");
+    let reply = within("echo", T, write_close_read(s, HELLO))
+        .await
+        .expect("echo");
+    assert_eq!(reply, HELLO);
+    within("our ping", T, host.ping(peer.peer_id()))
+        .await
+        .expect("ping");
+    let info = within("identify", T, async {
+        loop {
+            if let Some(info) = host.peer_info(peer.peer_id()) {
+                return info;
+            }
+            sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(
+        info.public_key.map(|k| k.to_peer_id()),
+        Some(peer.peer_id())
+    );
+    let s = within(
+        "open echo-all",
+        T,
+        host.new_stream(peer.peer_id(), [ECHO_ALL_PROTOCOL]),
+    )
+    .await
+    .expect("open");
+    let start = Instant::now();
+    let (sent, received) = within("transfer", SCENARIO, send_and_receive(s, BIG, 1))
+        .await
+        .expect("transfer");
+    report_rate("over TLS, 64 MiB each way (we dial)", start);
+    assert_eq!(sent.0, BIG as u64);
+    assert_eq!(received, sent);
+    peer.shutdown().await;
+    all_clean(&host, T).await;
+}
+
+/// Over TLS, they dial: their echo, their ping, identify, [`BIG`] bytes each way through our
+/// echo-all.
+async fn tls_they_dial<R: Runtime>(rt: R) {
+    let host = our_tls_host(&rt);
+    within(
+        "listen",
+        T,
+        host.listen("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr")),
+    )
+    .await
+    .expect("listen");
+    let addr = host.listen_addrs().into_iter().next().expect("an address");
+    demo::serve_echo(&host, &rt).expect("echo");
+    serve_echo_all(&host, &rt);
+    let peer = their_tls_peer().await;
+    they_dial(&peer, &host, &addr).await;
+    let reply = within("their echo", T, peer.echo(host.peer_id(), None, HELLO))
+        .await
+        .expect("their echo");
+    assert_eq!(reply, HELLO);
+    within("their ping", T, peer.ping(host.peer_id()))
+        .await
+        .expect("their ping");
+    check_identify(&host, &addr, &peer).await;
+    let s = within(
+        "open echo-all",
+        T,
+        peer.open_stream(host.peer_id(), ECHO_ALL_PROTOCOL),
+    )
+    .await
+    .expect("open");
+    let start = Instant::now();
+    let (sent, received) = within("transfer", SCENARIO, send_and_receive(s, BIG, 1))
+        .await
+        .expect("transfer");
+    report_rate("over TLS, 64 MiB each way (they dial)", start);
+    assert_eq!(sent.0, BIG as u64);
+    assert_eq!(received, sent);
+    peer.shutdown().await;
+    all_clean(&host, T).await;
+}
+
 macro_rules! scenarios {
     ($($name:ident),* $(,)?) => {
         /// Our host on tokio, sharing the rust peer's runtime.
@@ -987,4 +1098,6 @@ scenarios!(
     lazy_dialer_sends_data_with_proposal,
     lazy_rejection_fails_first_read,
     their_dialer_offers_several_protocols,
+    tls_we_dial,
+    tls_they_dial,
 );

@@ -7,7 +7,7 @@ use plait_core::identity::PeerId;
 use plait_core::multiaddr::{Multiaddr, Protocol as AddrProto};
 use plait_core::multistream::Protocol;
 use plait_core::swarm::{ConnectionId, Error, Event, Limit, Limits};
-use plait_core::upgrade::Security;
+use plait_core::upgrade::{Security, DEFAULT_SECURITY};
 use plait_tests::sim::{node_config, NetSim, NodeId, ECHO};
 use proptest::prelude::*;
 
@@ -102,6 +102,43 @@ fn echo_noise() {
 #[test]
 fn echo_plaintext() {
     echo_once(Security::Plaintext);
+}
+
+#[test]
+fn echo_tls() {
+    echo_once(Security::Tls);
+}
+
+/// Hosts with different security lists agree on what both have, whoever dials: the dialer
+/// proposes its list in order and the listener accepts any of its own; TLS and Noise both
+/// agree yamux inside the handshake (ALPN, Noise extensions), so no multistream round follows.
+#[test]
+fn security_lists_agree_on_a_common_protocol() {
+    let cases: [(&[Security], &[Security]); 4] = [
+        (&DEFAULT_SECURITY, &[Security::Tls]),
+        (&[Security::Tls, Security::Noise], &[Security::Noise]),
+        (&[Security::Tls], &DEFAULT_SECURITY),
+        (&[Security::Noise], &[Security::Tls]),
+    ];
+    for (i, (dialer_list, listener_list)) in cases.into_iter().enumerate() {
+        let (mut sim, listener, dialer, _) = pair_with(
+            3,
+            Security::Noise,
+            |c| c.upgrade = c.upgrade.clone().with_securities(listener_list.to_vec()),
+            |c| c.upgrade = c.upgrade.clone().with_securities(dialer_list.to_vec()),
+        );
+        sim.nodes[listener].app.line_mode = true;
+        let peer = sim.peer(listener);
+        let req = sim.open_echo(dialer, peer, vec![ECHO], HELLO.to_vec());
+        sim.run_until(|s| s.request(dialer, req).settled(), 5 * SECOND);
+        let r = sim.request(dialer, req);
+        let common = dialer_list.iter().any(|s| listener_list.contains(s));
+        if common {
+            assert!(r.complete() && r.received == HELLO, "case {i}: {r:?}");
+        } else {
+            assert!(r.failed.is_some(), "case {i}: {r:?}");
+        }
+    }
 }
 
 #[test]
@@ -601,7 +638,7 @@ fn second_proposal_agreed_after_na() {
 /// proposed stream with its data).
 #[test]
 fn round_trips_to_first_echo_byte() {
-    for security in [Security::Noise, Security::Plaintext] {
+    for security in [Security::Noise, Security::Tls, Security::Plaintext] {
         let (mut sim, listener, dialer, _) = pair(security);
         sim.default_latency = ms(50);
         let peer = sim.peer(listener);
@@ -627,6 +664,20 @@ fn round_trips_to_first_echo_byte() {
             out.sends, back.sends
         );
     }
+    // A dialer offering two security protocols (the default: Noise, then TLS) waits for the
+    // listener's answer before its handshake starts: one round trip more.
+    let (mut sim, listener, dialer, _) = pair_with(
+        1,
+        Security::Noise,
+        |_| {},
+        |c| c.upgrade = c.upgrade.clone().with_securities(DEFAULT_SECURITY),
+    );
+    sim.default_latency = ms(50);
+    let peer = sim.peer(listener);
+    let req = sim.open_echo(dialer, peer, vec![ECHO], HELLO.to_vec());
+    assert!(sim.run_until(|s| s.request(dialer, req).settled(), 5 * SECOND));
+    let r = sim.request(dialer, req);
+    assert_eq!(r.first_byte_at.unwrap() - r.requested_at, ms(400), "4 RTT");
 }
 
 #[test]

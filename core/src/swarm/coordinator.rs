@@ -144,6 +144,15 @@ impl Coordinator {
         id
     }
 
+    /// The wall clock (time since the Unix epoch), for the validity of the TLS certificates
+    /// of connections made from now on: the driver keeps it current (the core reads no
+    /// clock). Changes under a second are ignored.
+    pub fn set_unix_time(&mut self, unix_time: std::time::Duration) {
+        if unix_time.abs_diff(self.config.upgrade.unix_time) >= std::time::Duration::from_secs(1) {
+            Arc::make_mut(&mut self.config).upgrade.unix_time = unix_time;
+        }
+    }
+
     /// Our peer id.
     pub fn local_peer_id(&self) -> PeerId {
         self.local_peer
@@ -852,6 +861,15 @@ fn transport_cause(error: &connection::Error) -> TransportError {
         )) => TransportError::IdentityKey(e.to_string()),
         connection::Error::Upgrade(U::Plaintext(
             e @ (crate::plaintext::Error::InvalidKey(_) | crate::plaintext::Error::RejectedKey(_)),
+        )) => TransportError::IdentityKey(e.to_string()),
+        connection::Error::Upgrade(U::Tls(crate::tls::Error::PeerIdMismatch {
+            actual, ..
+        })) => TransportError::PeerIdMismatch {
+            obtained: actual.clone(),
+        },
+        connection::Error::Upgrade(U::Tls(
+            e @ (crate::tls::Error::UnsupportedKeyType { .. }
+            | crate::tls::Error::InvalidIdentityKey(_)),
         )) => TransportError::IdentityKey(e.to_string()),
         connection::Error::Upgrade(U::Negotiation(e)) | connection::Error::Negotiation(e) => {
             TransportError::Negotiation(e.clone())

@@ -46,6 +46,7 @@ fn handshaken(security: Security, now: Instant) -> (Upgrade, UpgradeConfig, Atta
     let mut to_listener;
     let mut answer = BytesMut::new();
     let attacker = match security {
+        Security::Tls => panic!("the hand-driven attacker speaks noise or plaintext"),
         Security::Noise => {
             let noise_config = noise::Config::new(keypair, [1; 32]).expect("noise");
             let mut hs = noise::Handshake::initiator(&noise_config, None).expect("initiator");
