@@ -9,7 +9,7 @@
 //! |---|---|
 //! | keys, PeerIds, multiaddrs | [`identity`], [`multiaddr`] |
 //! | protocol negotiation | [`multistream`] (over [`varint`] framing) |
-//! | security | [`noise`] (Noise XX), [`tls`] (libp2p TLS 1.3; not offered by the upgrade yet), [`plaintext`] (`/plaintext/2.0.0`) |
+//! | security | [`noise`] (Noise XX), [`tls`] (libp2p TLS 1.3), [`plaintext`] (`/plaintext/2.0.0`) |
 //! | multiplexing | [`yamux`] |
 //! | one connection | [`upgrade`] (raw bytes → security → muxer), [`connection`] (streams) |
 //! | a host | [`swarm`]: the [`Coordinator`](swarm::Coordinator) (peers, listeners, dialing with [`dial`], the connection manager) and a [`ConnectionTask`](swarm::ConnectionTask) per connection (streams, [`ping`], [`identify`]), which exchange messages |

@@ -121,10 +121,10 @@ async fn echo_line<R: Runtime>(mut stream: Stream<R>) -> std::io::Result<()> {
 /// Dials `addr`, sends `Hello, world!\n` on `/echo/1.0.0` and returns the reply.
 pub async fn dial_echo<R: Runtime>(host: &Host<R>, addr: Multiaddr) -> Result<String, Error> {
     let (_, peer) = split_p2p(&addr);
-    let peer = peer.ok_or_else(|| Error::Address(format!("{addr} has no /p2p/<peer id>")))?;
+    let peer = peer.ok_or_else(|| Error::NoPeerId(addr.clone()))?;
     host.add_addresses(peer, [addr]);
     let mut stream = host.new_stream(peer, [ECHO]).await?;
-    let io = |e: std::io::Error| Error::Address(e.to_string());
+    let io = |e: std::io::Error| Error::Stream(e.kind());
     stream.write_all(b"Hello, world!\n").await.map_err(io)?;
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply).await.map_err(io)?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use plait_core::dial::TransportError;
+use plait_core::dial::{AddressError, TransportError};
 use plait_core::multiaddr::Multiaddr;
 use plait_core::swarm::{ConnectionId, ListenerId};
 
@@ -28,22 +28,18 @@ async fn resolve<R: Runtime>(
             let all = runtime
                 .resolve(host.clone(), port)
                 .await
-                .map_err(|e| TransportError::Address(format!("resolving {host}: {e}")))?;
+                .map_err(|e| TransportError::Address(AddressError::Resolve(e.kind())))?;
             let filtered: Vec<_> = all
                 .into_iter()
                 .filter(|a| (a.is_ipv4() && v4) || (a.is_ipv6() && v6))
                 .collect();
             if filtered.is_empty() {
-                Err(TransportError::Address(format!(
-                    "{host} has no address of the right family"
-                )))
+                Err(TransportError::Address(AddressError::NoAddressOfFamily))
             } else {
                 Ok(filtered)
             }
         }
-        None => Err(TransportError::Address(format!(
-            "unsupported address {addr}"
-        ))),
+        None => Err(TransportError::Address(AddressError::Unsupported)),
     }
 }
 
@@ -200,7 +196,7 @@ pub(crate) fn spawn_dial<R: Runtime>(
     runtime.spawn(Box::pin(async move {
         let result = match resolve(&rt, &addr).await {
             Ok(addrs) => {
-                let mut last = TransportError::Address("no address".into());
+                let mut last = TransportError::Address(AddressError::NoAddressOfFamily);
                 let mut tcp = None;
                 for a in addrs {
                     match rt.connect(a).await {

@@ -89,9 +89,12 @@ pub enum Error {
     /// The swarm refused or failed the operation.
     #[error(transparent)]
     Swarm(#[from] plait_core::swarm::Error),
-    /// The address is not one this host can use.
-    #[error("unsupported address {0}")]
-    Address(String),
+    /// The address names no peer (`/p2p/<peer id>`) where one is needed.
+    #[error("{0} has no /p2p/<peer id>")]
+    NoPeerId(Multiaddr),
+    /// Reading or writing a stream failed.
+    #[error("stream: {}", std::io::Error::from(*.0))]
+    Stream(std::io::ErrorKind),
     /// A protocol id is not valid.
     #[error("invalid protocol id: {0}")]
     Protocol(#[from] plait_core::multistream::ProtocolError),

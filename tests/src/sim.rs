@@ -738,7 +738,7 @@ impl NetSim {
                 Duration::ZERO,
                 Action::DialFailed {
                     link,
-                    reason: TransportError::Address("unsupported address".into()),
+                    reason: TransportError::Address(plait_core::dial::AddressError::Unsupported),
                 },
             ),
         }

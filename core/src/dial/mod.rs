@@ -126,9 +126,9 @@ pub enum TransportError {
     /// The socket could not be connected: refused, unreachable, timed out in the OS, ...
     #[error("{}", std::io::Error::from(*.0))]
     Io(std::io::ErrorKind),
-    /// The address could not be resolved or used (DNS failure, no address of its family).
-    #[error("{0}")]
-    Address(String),
+    /// The address could not be resolved or used.
+    #[error("address: {0}")]
+    Address(AddressError),
     /// The remote authenticated as another peer.
     #[error("wrong peer id: the remote is {obtained}")]
     PeerIdMismatch {
@@ -136,17 +136,18 @@ pub enum TransportError {
         obtained: Box<PeerId>,
     },
     /// The remote's identity key is of an unsupported type, malformed, or refused.
-    #[error("unsupported or invalid identity key: {0}")]
-    IdentityKey(String),
+    #[error("identity key: {0}")]
+    IdentityKey(KeyError),
     /// The remote supports none of our security protocols or muxers.
     #[error("negotiation failed: {0}")]
     Negotiation(crate::multistream::Error),
     /// The upgrade did not finish within its timeout.
     #[error("upgrade timed out")]
     UpgradeTimeout,
-    /// The security or muxer upgrade failed otherwise.
-    #[error("upgrade failed: {0}")]
-    Upgrade(String),
+    /// The security or muxer upgrade failed otherwise (a message that does not decrypt or
+    /// verify, a malformed handshake, a muxer violation), in this stage.
+    #[error("upgrade failed in {0}")]
+    Upgrade(UpgradeStage),
     /// The remote closed the connection before the upgrade finished.
     #[error("connection closed during the upgrade")]
     Closed,
@@ -159,6 +160,51 @@ pub enum TransportError {
     /// The attempt was cancelled by the driver (go `context.Canceled`): adds no backoff.
     #[error("cancelled")]
     Cancelled,
+}
+
+/// Why an address could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AddressError {
+    /// No transport of ours dials it.
+    #[error("unsupported address")]
+    Unsupported,
+    /// Resolving its DNS name failed.
+    #[error("resolving its name failed: {}", std::io::Error::from(*.0))]
+    Resolve(std::io::ErrorKind),
+    /// Its DNS name has no address of the family it asks for (`/dns4`, `/dns6`).
+    #[error("its name has no address of the right family")]
+    NoAddressOfFamily,
+}
+
+/// What was wrong with a remote's identity key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    /// It does not decode, or its type is not one this build can use.
+    #[error("malformed or of an unsupported type")]
+    Malformed,
+    /// It decodes but is refused (e.g. an RSA key outside 2048 to 8192 bits).
+    #[error("refused: {0}")]
+    Rejected(crate::identity::Error),
+}
+
+/// The stage of an upgrade that failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpgradeStage {
+    /// The Noise handshake or channel.
+    #[error("noise")]
+    Noise,
+    /// The TLS handshake or channel.
+    #[error("tls")]
+    Tls,
+    /// The plaintext exchange.
+    #[error("the plaintext exchange")]
+    Plaintext,
+    /// The muxer.
+    #[error("the muxer")]
+    Muxer,
 }
 
 /// Why one address was not dialed or its dial failed.

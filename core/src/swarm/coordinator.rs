@@ -17,7 +17,9 @@ use super::{
 };
 use crate::connection::{self, ConnectionConfig};
 use crate::dial::peerstore::{AddressBook, RECENTLY_CONNECTED_ADDR_TTL};
-use crate::dial::{self, AttemptId, DialOpts, DialRequestId, DialScheduler, TransportError};
+use crate::dial::{
+    self, AttemptId, DialOpts, DialRequestId, DialScheduler, KeyError, TransportError, UpgradeStage,
+};
 use crate::multiaddr::{split_p2p, Multiaddr};
 use crate::multistream::{Protocol, ProtocolSet};
 use crate::noise;
@@ -856,25 +858,31 @@ fn transport_cause(error: &connection::Error) -> TransportError {
         })) => TransportError::PeerIdMismatch {
             obtained: actual.clone(),
         },
-        connection::Error::Upgrade(U::Noise(
-            e @ (noise::Error::InvalidKey(_) | noise::Error::RejectedKey(_)),
-        )) => TransportError::IdentityKey(e.to_string()),
-        connection::Error::Upgrade(U::Plaintext(
-            e @ (crate::plaintext::Error::InvalidKey(_) | crate::plaintext::Error::RejectedKey(_)),
-        )) => TransportError::IdentityKey(e.to_string()),
+        connection::Error::Upgrade(
+            U::Noise(noise::Error::InvalidKey(_))
+            | U::Plaintext(crate::plaintext::Error::InvalidKey(_))
+            | U::Tls(crate::tls::Error::UnsupportedKeyType { .. }),
+        ) => TransportError::IdentityKey(KeyError::Malformed),
+        connection::Error::Upgrade(
+            U::Noise(noise::Error::RejectedKey(e))
+            | U::Plaintext(crate::plaintext::Error::RejectedKey(e))
+            | U::Tls(crate::tls::Error::InvalidIdentityKey(e)),
+        ) => TransportError::IdentityKey(KeyError::Rejected(e.clone())),
         connection::Error::Upgrade(U::Tls(crate::tls::Error::PeerIdMismatch {
             actual, ..
         })) => TransportError::PeerIdMismatch {
             obtained: actual.clone(),
         },
-        connection::Error::Upgrade(U::Tls(
-            e @ (crate::tls::Error::UnsupportedKeyType { .. }
-            | crate::tls::Error::InvalidIdentityKey(_)),
-        )) => TransportError::IdentityKey(e.to_string()),
         connection::Error::Upgrade(U::Negotiation(e)) | connection::Error::Negotiation(e) => {
             TransportError::Negotiation(e.clone())
         }
         connection::Error::Upgrade(U::Timeout(_)) => TransportError::UpgradeTimeout,
-        other => TransportError::Upgrade(other.to_string()),
+        connection::Error::Upgrade(U::Noise(_)) => TransportError::Upgrade(UpgradeStage::Noise),
+        connection::Error::Upgrade(U::Tls(_)) => TransportError::Upgrade(UpgradeStage::Tls),
+        connection::Error::Upgrade(U::Plaintext(_)) => {
+            TransportError::Upgrade(UpgradeStage::Plaintext)
+        }
+        connection::Error::Upgrade(U::DialedSelf) => TransportError::DialToSelf,
+        _ => TransportError::Upgrade(UpgradeStage::Muxer),
     }
 }

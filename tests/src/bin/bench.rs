@@ -43,6 +43,7 @@ use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use plait_driver::plait_core::identity::PeerId as PlaitPeerId;
 use plait_driver::plait_core::multiaddr::{Multiaddr as PlaitAddr, Protocol};
 use plait_driver::plait_core::swarm::Limits;
+use plait_driver::plait_core::upgrade::Security;
 use plait_driver::{Host, HostConfig, Runtime};
 use plait_tests::libp2p_peer::{Libp2pPeer, PeerConfig, ECHO_PROTOCOL};
 
@@ -69,7 +70,7 @@ struct Opts {
 
 impl Opts {
     fn runs(&self, side: usize) -> bool {
-        self.only.is_none_or(|o| o == side)
+        self.only.is_none_or(|o| o == side) && !(side == LITEP2P && tls())
     }
 }
 
@@ -197,8 +198,20 @@ fn big_limits() -> Limits {
     }
 }
 
+/// Whether the stacks use TLS instead of Noise (`--tls`, passed to child processes as
+/// `PLAIT_BENCH_TLS=1`; litep2p has no TLS over TCP and sits those runs out).
+fn tls() -> bool {
+    std::env::var_os("PLAIT_BENCH_TLS").is_some()
+}
+
+/// Ours: one security protocol, as the other stacks (a single one is proposed lazily).
 fn plait_config() -> HostConfig {
-    let mut c = HostConfig::random();
+    let security = if tls() {
+        Security::Tls
+    } else {
+        Security::Noise
+    };
+    let mut c = HostConfig::random().with_security(security);
     c.limits = big_limits();
     c
 }
@@ -371,6 +384,7 @@ async fn libp2p_server() -> Arc<Libp2pPeer> {
     let server = Arc::new(
         Libp2pPeer::spawn(PeerConfig {
             extra_protocols: vec![SINK.into(), IDLE.into()],
+            tls: tls(),
             ..PeerConfig::default()
         })
         .await,
@@ -408,6 +422,7 @@ async fn libp2p_client() -> Libp2pPeer {
     Libp2pPeer::spawn(PeerConfig {
         echo: false,
         listen_port: None,
+        tls: tls(),
         ..PeerConfig::default()
     })
     .await
@@ -1335,6 +1350,8 @@ fn main() {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--quick" => o.quick = true,
+            // Inherited by the child processes.
+            "--tls" => std::env::set_var("PLAIT_BENCH_TLS", "1"),
             "--bytes" => bytes = Some(parse_size(it.next().expect("--bytes N"))),
             "--reps" => reps = Some(it.next().expect("--reps N").parse().expect("number")),
             "--side" => {
@@ -1349,7 +1366,7 @@ fn main() {
             n if ALL.contains(&n) => names.push(n.to_string()),
             other => {
                 eprintln!(
-                    "usage: bench [all|{}]... [--quick] [--bytes N[K|M|G]] [--reps N] [--side ours|theirs|litep2p]\nunknown argument {other}",
+                    "usage: bench [all|{}]... [--quick] [--bytes N[K|M|G]] [--reps N] [--side ours|theirs|litep2p] [--tls]\nunknown argument {other}",
                     ALL.join("|")
                 );
                 std::process::exit(2);
@@ -1375,7 +1392,12 @@ fn main() {
         litep2p_exe();
     }
     eprintln!(
-        "plait vs rust-libp2p 0.57 vs litep2p 0.16: {} ({} bytes, {} reps)",
+        "plait vs rust-libp2p 0.57 vs litep2p 0.16 over {}: {} ({} bytes, {} reps)",
+        if tls() {
+            "TLS (litep2p: none)"
+        } else {
+            "Noise"
+        },
         names.join(" "),
         o.bytes,
         o.reps
