@@ -730,6 +730,22 @@ impl Connection {
         }
     }
 
+    /// Gives back the memory of queues that are empty (see
+    /// [`ConnectionTask::release_idle_memory`](crate::swarm::ConnectionTask::release_idle_memory)).
+    pub fn release_idle_memory(&mut self) {
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        if let State::Live(live) = &mut self.state {
+            if live.negotiating.is_empty() {
+                live.negotiating = VecDeque::new();
+            }
+            if live.streams.is_empty() {
+                live.streams = HashMap::new();
+            }
+        }
+    }
+
     /// Whether the connection still has state for stream `id`.
     pub fn has_stream(&self, id: StreamId) -> bool {
         match &self.state {

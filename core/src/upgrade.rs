@@ -107,8 +107,11 @@ pub struct UpgradeConfig {
     pub noise: Arc<noise::Config>,
     /// The plaintext exchange configuration.
     pub plaintext: Arc<plaintext::Config>,
-    /// The TLS configuration (certificate, ALPN muxers, handshake randomness).
-    pub tls: Arc<tls::Config>,
+    /// The TLS configuration (certificate, ALPN muxers, handshake randomness), made on first
+    /// use: a host that never speaks TLS never pays for its certificate.
+    tls: Arc<std::sync::OnceLock<tls::Config>>,
+    /// The seed of the TLS configuration.
+    tls_seed: [u8; 32],
     /// The wall clock, as time since the Unix epoch, for the validity of TLS certificates:
     /// the core reads no clock, so its driver keeps this current (e.g. with
     /// [`Coordinator::set_unix_time`](crate::swarm::Coordinator::set_unix_time)).
@@ -135,15 +138,14 @@ impl UpgradeConfig {
         let plaintext = plaintext::Config::new(keypair.public());
         let mut tls_seed = seed;
         tls_seed[31] ^= 0x5a;
-        let tls =
-            tls::Config::new(keypair.clone(), tls_seed)?.with_muxers(vec![YAMUX.to_string()])?;
         Ok(Self {
             keypair,
             security: DEFAULT_SECURITY.to_vec(),
             timeout: DEFAULT_UPGRADE_TIMEOUT,
             noise: Arc::new(noise),
             plaintext: Arc::new(plaintext),
-            tls: Arc::new(tls),
+            tls: Arc::new(std::sync::OnceLock::new()),
+            tls_seed,
             unix_time: Duration::ZERO,
         })
     }
@@ -167,6 +169,16 @@ impl UpgradeConfig {
             self.security = list;
         }
         self
+    }
+
+    /// The TLS configuration, made on first use.
+    pub fn tls(&self) -> Result<&tls::Config, Error> {
+        if let Some(config) = self.tls.get() {
+            return Ok(config);
+        }
+        let config = tls::Config::new(self.keypair.clone(), self.tls_seed)?
+            .with_muxers(vec![YAMUX.to_string()])?;
+        Ok(self.tls.get_or_init(|| config))
     }
 
     /// Uses `timeout` as the upgrade timeout.
@@ -479,12 +491,12 @@ impl Upgrade {
                 Handshake::Noise(Box::new(noise::Handshake::responder(&config.noise)?))
             }
             (Security::Tls, Role::Dialer) => Handshake::Tls(Box::new(tls::Handshake::client(
-                &config.tls,
+                config.tls()?,
                 expected_peer,
                 unix_time,
             )?)),
             (Security::Tls, Role::Listener) => {
-                Handshake::Tls(Box::new(tls::Handshake::server(&config.tls, unix_time)?))
+                Handshake::Tls(Box::new(tls::Handshake::server(config.tls()?, unix_time)?))
             }
             (Security::Plaintext, _) => Handshake::Plaintext(Box::new(plaintext::Plaintext::new(
                 &config.plaintext,

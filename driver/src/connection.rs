@@ -308,6 +308,7 @@ async fn run<R: Runtime>(mut d: Driver<R>, mut tcp: R::Tcp) {
                 if output.is_empty() && output.capacity() > 0 {
                     output = BytesMut::new();
                 }
+                d.task.release_idle_memory();
                 // Sleep until the machine's next deadline (or a wake-up).
                 match d.task.poll_timeout() {
                     Some(deadline) => {

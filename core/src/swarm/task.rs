@@ -280,6 +280,32 @@ impl ConnectionTask {
         Ok(result?)
     }
 
+    /// Gives back the memory of queues that are empty (an idle connection then holds none);
+    /// for a driver to call when the connection goes idle.
+    pub fn release_idle_memory(&mut self) {
+        if self.events.is_empty() {
+            self.events = VecDeque::new();
+        }
+        if self.messages.is_empty() {
+            self.messages = VecDeque::new();
+        }
+        if self.pending.is_empty() {
+            self.pending = VecDeque::new();
+        }
+        // A connection's first streams (identify, pings) come and go: keep no room for them.
+        if self.services.is_empty() {
+            self.services = HashMap::new();
+        }
+        if self.pings.is_empty() {
+            self.pings = HashMap::new();
+        }
+        if self.requests.is_empty() {
+            self.requests = HashMap::new();
+        }
+        self.retired.shrink_to_fit();
+        self.conn.release_idle_memory();
+    }
+
     /// Whether the connection still has state for `stream`.
     pub fn has_stream(&self, stream: StreamId) -> bool {
         self.conn.has_stream(stream)
