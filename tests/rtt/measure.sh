@@ -41,7 +41,9 @@ GO=${GO_PEER:-target/test-peers/go-peer}
 # The command of each peer (word-split on purpose: js is `node FILE`).
 bin() {
   case $1 in
-    plait) echo "$PLAIT" ;;
+    plait) echo "$PLAIT" ;;             # its default security: Noise, then TLS
+    plait-noise) echo "$PLAIT --noise" ;;
+    plait-tls) echo "$PLAIT --tls" ;;
     libp2p) echo "$LIBP2P" ;;
     go) echo "$GO" ;;
     js) echo "node tests/peers/js/peer.mjs" ;;
