@@ -1,5 +1,6 @@
-//! The core embedded without any async runtime: two swarms, non-blocking `std::net` sockets
-//! and a single-threaded poll loop run go's echo protocol (the loop is
+//! The core embedded without any async runtime: two hosts, each a `Coordinator` with one
+//! `ConnectionTask` per connection, non-blocking `std::net` sockets and a single-threaded poll
+//! loop that routes the machines' messages run go's echo protocol (the loop is
 //! `plait_tests::custom_loop`, shared with the test that runs it).
 //!
 //! `cargo run -p plait-tests --example custom_event_loop [-- --insecure]`

@@ -1,10 +1,13 @@
-//! A custom event loop: two [`Swarm`]s driven by non-blocking `std::net` sockets from one
-//! thread, with no async runtime and no mio. It follows the swarm's I/O contract (see
-//! [`plait_core::swarm`]): carry out its commands, feed it bytes, flush what it transmits,
-//! call `handle_timeout` when its deadline passes, and react to its events.
+//! A custom event loop: two hosts driven by non-blocking `std::net` sockets from one thread,
+//! with no async runtime and no mio, each as the core's two kinds of machine (see
+//! [`plait_core::swarm`]): one [`Coordinator`] per host and one [`ConnectionTask`] per
+//! connection, which the loop owns beside the connection's socket. The loop carries out the
+//! coordinator's commands, routes the messages between the coordinator and the tasks, feeds
+//! each task its socket's bytes, flushes what it transmits, calls `handle_timeout` when a
+//! deadline passes, and reacts to the events of both.
 //!
 //! The loop polls (sleeping a millisecond when nothing happened); an embedding with its own
-//! reactor would wait on socket readiness and `poll_timeout` instead.
+//! reactor would wait on socket readiness and the machines' `poll_timeout` instead.
 
 use std::collections::HashMap;
 use std::io::{self, ErrorKind, Read, Write};
@@ -17,26 +20,27 @@ use plait_core::dial::TransportError;
 use plait_core::identity::keypair_from_seed;
 use plait_core::multiaddr::{Multiaddr, Protocol};
 use plait_core::multistream::Protocol as ProtocolId;
-use plait_core::swarm::{Command, ConnectionId, Event, ListenerId, Swarm, SwarmConfig};
+use plait_core::swarm::{
+    Command, ConnectionId, ConnectionTask, Coordinator, Event, ListenerId, StreamRef, SwarmConfig,
+};
 use plait_core::upgrade::Security;
 
 /// The echo protocol id (go-libp2p's echo example).
 pub const ECHO: &str = "/echo/1.0.0";
 
-/// A connection's socket and its unsent/unconsumed bytes.
-struct Socket {
+/// A connection: its machine, its socket and its unsent/unconsumed bytes.
+struct Conn {
+    task: ConnectionTask,
     tcp: TcpStream,
     input: BytesMut,
     output: BytesMut,
-    /// The swarm asked to close: flush `output`, then shut the socket down.
-    closing: bool,
 }
 
-/// One swarm and the sockets it owns.
+/// One host: its coordinator, its listeners, and the connections it owns.
 struct Node {
-    swarm: Swarm,
+    coordinator: Coordinator,
     listeners: HashMap<ListenerId, (TcpListener, Multiaddr)>,
-    sockets: HashMap<ConnectionId, Socket>,
+    conns: HashMap<ConnectionId, Conn>,
 }
 
 fn to_socket(addr: &Multiaddr) -> io::Result<SocketAddr> {
@@ -62,17 +66,23 @@ impl Node {
             .expect("valid config")
             .with_security(security);
         Self {
-            swarm: Swarm::new(config),
+            coordinator: Coordinator::new(config),
             listeners: HashMap::new(),
-            sockets: HashMap::new(),
+            conns: HashMap::new(),
         }
     }
 
-    /// One pass over everything this node owns; returns the swarm's events and whether any
-    /// I/O happened.
+    /// The task of the connection carrying `stream`.
+    fn task(&mut self, stream: StreamRef) -> Option<&mut ConnectionTask> {
+        self.conns.get_mut(&stream.connection).map(|c| &mut c.task)
+    }
+
+    /// One pass over everything this node owns; returns the events of the coordinator and
+    /// of the connections, and whether any I/O happened.
     fn turn(&mut self, now: Instant) -> (Vec<Event>, bool) {
         let mut busy = false;
-        while let Some(command) = self.swarm.poll_command() {
+        let mut events = Vec::new();
+        while let Some(command) = self.coordinator.poll_command() {
             busy = true;
             self.execute(now, command);
         }
@@ -81,60 +91,77 @@ impl Node {
             while let Ok((tcp, remote)) = listener.accept() {
                 busy = true;
                 let remote = to_multiaddr(remote);
-                if let Ok(id) = self.swarm.handle_incoming(now, local.clone(), remote) {
-                    self.sockets.insert(id, Socket::new(tcp));
+                if let Ok(task) = self.coordinator.handle_incoming(now, local.clone(), remote) {
+                    self.conns.insert(task.id(), Conn::new(task, tcp));
                 } // Refused by a limit: dropping `tcp` closes it.
             }
         }
-        // Read, then write, each socket; drop the ones that ended.
+        // The coordinator's messages to the connections.
+        while let Some((id, message)) = self.coordinator.poll_connection_message() {
+            if let Some(c) = self.conns.get_mut(&id) {
+                c.task.handle_coordinator_message(now, message);
+            }
+        }
+        // Each connection: read, time, write; its messages to the coordinator and its events.
         let mut ended = Vec::new();
-        for (&id, s) in &mut self.sockets {
+        for (&id, c) in &mut self.conns {
             let mut buf = [0u8; 16 * 1024];
             loop {
-                match s.tcp.read(&mut buf) {
-                    Ok(0) => break ended.push(id),
+                match c.tcp.read(&mut buf) {
+                    Ok(0) => {
+                        c.task.handle_closed(now);
+                        break;
+                    }
                     Ok(n) => {
                         busy = true;
-                        s.input.extend_from_slice(&buf[..n]);
-                        self.swarm.handle_input(now, id, &mut s.input);
+                        c.input.extend_from_slice(&buf[..n]);
+                        c.task.handle_input(now, &mut c.input);
                     }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(_) => break ended.push(id),
-                }
-            }
-            if s.output.is_empty() {
-                self.swarm.poll_transmit(now, id, &mut s.output);
-            }
-            while !s.output.is_empty() {
-                match s.tcp.write(&s.output) {
-                    Ok(n) if n > 0 => {
-                        busy = true;
-                        let _ = s.output.split_to(n);
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    _ => {
-                        ended.push(id);
+                    Err(_) => {
+                        c.task.handle_closed(now);
                         break;
                     }
                 }
             }
-            if s.closing && s.output.is_empty() {
-                let _ = s.tcp.shutdown(Shutdown::Both);
+            if c.task.poll_timeout().is_some_and(|t| t <= now) {
+                c.task.handle_timeout(now);
+            }
+            if c.output.is_empty() {
+                c.task.poll_transmit(now, &mut c.output);
+            }
+            while !c.output.is_empty() {
+                match c.tcp.write(&c.output) {
+                    Ok(n) if n > 0 => {
+                        busy = true;
+                        let _ = c.output.split_to(n);
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    _ => {
+                        c.output.clear();
+                        c.task.handle_closed(now);
+                        break;
+                    }
+                }
+            }
+            while let Some(message) = c.task.poll_coordinator_message() {
+                self.coordinator.handle_connection_message(now, id, message);
+            }
+            events.extend(std::iter::from_fn(|| c.task.poll_event()));
+            if c.task.is_closed() && c.output.is_empty() {
+                let _ = c.tcp.shutdown(Shutdown::Both);
                 ended.push(id);
             }
         }
         for id in ended {
-            self.sockets.remove(&id);
-            self.swarm.handle_closed(now, id);
+            self.conns.remove(&id);
         }
-        if self.swarm.poll_timeout().is_some_and(|t| t <= now) {
-            self.swarm.handle_timeout(now);
+        if self.coordinator.poll_timeout().is_some_and(|t| t <= now) {
+            self.coordinator.handle_timeout(now);
         }
-        // What handle_closed/handle_timeout asked for is carried out on the next turn.
-        (
-            std::iter::from_fn(|| self.swarm.poll_event()).collect(),
-            busy,
-        )
+        // What the coordinator says now is carried out on the next turn.
+        events.extend(std::iter::from_fn(|| self.coordinator.poll_event()));
+        (events, busy)
     }
 
     fn execute(&mut self, now: Instant, command: Command) {
@@ -146,11 +173,11 @@ impl Node {
                 });
                 match bound {
                     Ok((local, l)) => {
-                        self.swarm.handle_listening(listener, local.clone());
+                        self.coordinator.handle_listening(listener, local.clone());
                         self.listeners.insert(listener, (l, local));
                     }
                     Err(e) => self
-                        .swarm
+                        .coordinator
                         .handle_listen_failed(listener, TransportError::Io(e.kind())),
                 }
             }
@@ -158,18 +185,16 @@ impl Node {
                 // std has no non-blocking connect; on loopback a blocking one returns at once.
                 match to_socket(&addr).and_then(TcpStream::connect) {
                     Ok(tcp) => {
-                        self.swarm.handle_connected(now, connection);
-                        self.sockets.insert(connection, Socket::new(tcp));
+                        // `None`: the coordinator gave the dial up meanwhile; `tcp` closes.
+                        if let Some(task) = self.coordinator.handle_connected(now, connection) {
+                            self.conns.insert(connection, Conn::new(task, tcp));
+                        }
                     }
-                    Err(e) => {
-                        self.swarm
-                            .handle_dial_failed(now, connection, TransportError::Io(e.kind()))
-                    }
-                }
-            }
-            Command::Close { connection } => {
-                if let Some(s) = self.sockets.get_mut(&connection) {
-                    s.closing = true;
+                    Err(e) => self.coordinator.handle_dial_failed(
+                        now,
+                        connection,
+                        TransportError::Io(e.kind()),
+                    ),
                 }
             }
             Command::CloseListener { listener } => {
@@ -180,30 +205,30 @@ impl Node {
     }
 }
 
-impl Socket {
-    fn new(tcp: TcpStream) -> Self {
+impl Conn {
+    fn new(task: ConnectionTask, tcp: TcpStream) -> Self {
         tcp.set_nonblocking(true).expect("non-blocking socket");
         let _ = tcp.set_nodelay(true);
         Self {
+            task,
             tcp,
             input: BytesMut::new(),
             output: BytesMut::new(),
-            closing: false,
         }
     }
 }
 
-/// Runs go's echo between two swarms in this thread: the server listens on loopback, the
+/// Runs go's echo between two hosts in this thread: the server listens on loopback, the
 /// client dials it, sends `message` on `/echo/1.0.0`, and reads the reply until the server
 /// closes. Returns the reply; fails after 10 s.
 pub fn run_echo(message: &str, security: Security) -> Result<String, String> {
     let echo = ProtocolId::try_from(ECHO).map_err(|e| e.to_string())?;
     let mut server = Node::new(1, security);
     let mut client = Node::new(2, security);
-    let server_peer = server.swarm.local_peer_id();
-    server.swarm.add_protocol(echo.clone());
+    let server_peer = server.coordinator.local_peer_id();
+    server.coordinator.add_protocol(echo.clone());
     server
-        .swarm
+        .coordinator
         .listen("/ip4/127.0.0.1/tcp/0".parse().expect("multiaddr"));
     // The server echoes one line per stream; the client collects the reply.
     let mut lines: HashMap<_, Vec<u8>> = HashMap::new();
@@ -217,20 +242,21 @@ pub fn run_echo(message: &str, security: Security) -> Result<String, String> {
                 Event::ListenStarted { addr, .. } => {
                     // Listening: the client opens a stream, which dials the address.
                     client
-                        .swarm
+                        .coordinator
                         .add_addresses(now, server_peer, [addr], PERMANENT_ADDR_TTL);
                     client
-                        .swarm
+                        .coordinator
                         .open_stream(now, server_peer, vec![echo.clone()]);
                 }
                 Event::InboundStream { stream, .. } => {
                     lines.insert(stream, Vec::new());
                 }
                 Event::Readable(stream) => {
-                    let Some(line) = lines.get_mut(&stream) else {
+                    let (Some(line), Some(task)) = (lines.get_mut(&stream), server.task(stream))
+                    else {
                         continue;
                     };
-                    while let Ok(Some(chunk)) = server.swarm.read(stream, 1024) {
+                    while let Ok(Some(chunk)) = task.read(stream.stream, 1024) {
                         if chunk.is_empty() {
                             break;
                         }
@@ -238,8 +264,8 @@ pub fn run_echo(message: &str, security: Security) -> Result<String, String> {
                     }
                     if line.contains(&b'\n') {
                         // A short line fits the initial window: one write takes it all.
-                        let _ = server.swarm.write(stream, line);
-                        let _ = server.swarm.finish(stream);
+                        let _ = task.write(stream.stream, line);
+                        let _ = task.finish(stream.stream);
                         lines.remove(&stream);
                     }
                 }
@@ -250,18 +276,18 @@ pub fn run_echo(message: &str, security: Security) -> Result<String, String> {
         for event in events {
             match event {
                 Event::StreamOpened { stream, .. } => {
-                    client
-                        .swarm
-                        .write(stream, message.as_bytes())
+                    let task = client.task(stream).ok_or("no connection")?;
+                    task.write(stream.stream, message.as_bytes())
                         .map_err(|e| e.to_string())?;
                 }
                 Event::Readable(stream) => loop {
-                    match client.swarm.read(stream, 1024) {
+                    let task = client.task(stream).ok_or("no connection")?;
+                    match task.read(stream.stream, 1024) {
                         Ok(Some(chunk)) if chunk.is_empty() => break,
                         Ok(Some(chunk)) => reply.extend_from_slice(&chunk),
                         // The server closed: the reply is complete.
                         Ok(None) => {
-                            let _ = client.swarm.finish(stream);
+                            let _ = task.finish(stream.stream);
                             return Ok(String::from_utf8_lossy(&reply).into_owned());
                         }
                         Err(e) => return Err(e.to_string()),

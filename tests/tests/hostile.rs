@@ -78,6 +78,54 @@ fn garbage_async_std() {
 
 // ---- 2. a multistream length prefix claiming gigabytes ----
 
+/// After `/tls/1.0.0` is agreed: bytes that are no TLS record and a record header over TLS's
+/// limit end the connection at once (each a typed error of the TLS machine), a record that
+/// never completes and a client that never speaks end at the upgrade timeout; nothing grows.
+#[test]
+fn tls_garbage_and_stalls() {
+    let _g = serial();
+    let target = Target::<Tokio>::start();
+    assert!(
+        target.security.contains(&Security::Tls),
+        "{:?}",
+        target.security
+    );
+    let tls = [MS_HEADER, &ms_message("/tls/1.0.0")[..]].concat();
+    let inputs: Vec<(&str, Vec<u8>, bool)> = vec![
+        (
+            "not a record",
+            [&tls[..], b"GET / HTTP/1.1\r\n\r\n"].concat(),
+            true,
+        ),
+        (
+            "a 65535-byte record",
+            [&tls[..], &[0x16, 0x03, 0x01, 0xff, 0xff][..]].concat(),
+            true,
+        ),
+        (
+            "a record that never completes",
+            [&tls[..], &[0x16, 0x03, 0x01, 0x10, 0x00][..], &[0; 100][..]].concat(),
+            false,
+        ),
+        ("silence", tls.clone(), false),
+    ];
+    for (what, input, prompt) in inputs {
+        let mut tcp = raw_connect(target.addr);
+        let start = Instant::now();
+        tcp.write_all(&input).unwrap();
+        let during = target.snapshot();
+        let closed = wait_closed(&mut tcp, start, UPGRADE_TIMEOUT * 3);
+        let limit = if prompt { PROMPT } else { UPGRADE_TIMEOUT * 2 };
+        match closed {
+            Closed::After(t) => assert!(t < limit, "{what}: closed only after {t:?}"),
+            Closed::StillOpen => panic!("{what}: not closed"),
+        }
+        assert!(during.buffered < 64 * 1024, "{what}: buffered {during}");
+        println!("[tls-garbage/tokio] {what}: closed in {closed:?}; during: {during}");
+    }
+    target.assert_serves_and_recovers("tls-garbage");
+}
+
 #[test]
 fn huge_length_prefix() {
     let _g = serial();

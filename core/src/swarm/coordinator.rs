@@ -114,6 +114,7 @@ impl Coordinator {
                 protocols: Arc::new(ProtocolSet::from_protocols([
                     Protocol::from_static(crate::ping::PROTOCOL),
                     Protocol::from_static(crate::identify::PROTOCOL),
+                    Protocol::from_static(crate::identify::PUSH_PROTOCOL),
                 ])),
                 max_negotiating_inbound_streams: config.limits.max_negotiating_inbound_streams,
                 inbound_negotiation_timeout: config.limits.inbound_negotiation_timeout,
@@ -587,6 +588,22 @@ impl Coordinator {
                 };
                 let addrs = info.listen_addrs.clone();
                 self.add_addresses(now, peer, addrs, RECENTLY_CONNECTED_ADDR_TTL);
+                self.peer_info.insert(peer, info.clone());
+                self.events.push_back(Event::Identified { peer, info });
+            }
+            ToCoordinator::IdentifyPushed(push) => {
+                let Some(peer) = entry.peer else {
+                    return;
+                };
+                let addrs = push.listen_addrs.clone();
+                self.add_addresses(now, peer, addrs, RECENTLY_CONNECTED_ADDR_TTL);
+                let info = match self.peer_info.remove(&peer) {
+                    Some(mut known) => {
+                        known.apply_push(*push);
+                        known
+                    }
+                    None => push,
+                };
                 self.peer_info.insert(peer, info.clone());
                 self.events.push_back(Event::Identified { peer, info });
             }

@@ -56,6 +56,8 @@ pub enum ToCoordinator {
     Streams(usize),
     /// The remote answered our identify query.
     Identified(Box<Info>),
+    /// The remote pushed changes to what it told us (`/ipfs/id/push/1.0.0`).
+    IdentifyPushed(Box<Info>),
     /// Reading the remote's identify answer failed.
     IdentifyFailed(super::Error),
     /// The connection ended (the last message of a task); `error` says why unless it was a

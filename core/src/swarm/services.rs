@@ -27,10 +27,11 @@ pub(super) enum Service {
     PingResponder(ping::Responder),
     /// We ping the remote once.
     Ping(ping::Pinger),
-    /// We read the remote's identify message.
+    /// We read the remote's identify message (our query's answer, or a push).
     Identify {
         decoder: identify::Decoder,
         deadline: Instant,
+        push: bool,
     },
     /// We are done sending and discard what arrives until the remote's end (so the stream
     /// can be forgotten), or reset at the deadline.
@@ -89,6 +90,8 @@ pub(super) enum Outcome {
     Ping(Result<Duration, super::Error>),
     /// The remote's identify information, or why reading it failed.
     Identify(Result<Box<Info>, super::Error>),
+    /// What the remote pushed (`/ipfs/id/push/1.0.0`): the fields it changed.
+    IdentifyPush(Box<Info>),
 }
 
 /// What one drive of a service produced.
@@ -122,6 +125,17 @@ impl Service {
         Self::Identify {
             decoder: identify::Decoder::new(Kind::Query, Some(remote)),
             deadline: now + SERVICE_TIMEOUT,
+            push: false,
+        }
+    }
+
+    /// An inbound identify push from `remote` (its changed fields; a key, if any, must be
+    /// `remote`'s).
+    pub(super) fn identify_push(now: Instant, remote: PeerId) -> Self {
+        Self::Identify {
+            decoder: identify::Decoder::new(Kind::Push, Some(remote)),
+            deadline: now + SERVICE_TIMEOUT,
+            push: true,
         }
     }
 
@@ -157,18 +171,24 @@ impl Service {
                     }
                 }
             }
-            Self::Identify { decoder, deadline } => {
+            Self::Identify {
+                decoder,
+                deadline,
+                push,
+            } => {
                 if let Err(e) = decoder.handle_input(input) {
                     Some(Outcome::Identify(Err(super::Error::Identify(e))))
                 } else if eof {
                     let decoder =
                         std::mem::replace(decoder, identify::Decoder::new(Kind::Query, None));
-                    Some(Outcome::Identify(
-                        decoder
-                            .finish(input)
-                            .map(Box::new)
-                            .map_err(super::Error::Identify),
-                    ))
+                    let result = decoder
+                        .finish(input)
+                        .map(Box::new)
+                        .map_err(super::Error::Identify);
+                    Some(match (result, *push) {
+                        (Ok(info), true) => Outcome::IdentifyPush(info),
+                        (result, _) => Outcome::Identify(result),
+                    })
                 } else if now >= *deadline {
                     Some(Outcome::Identify(Err(super::Error::Timeout)))
                 } else {
@@ -252,6 +272,24 @@ mod tests {
             match step.outcome {
                 Some(Outcome::Identify(Ok(got))) => prop_assert_eq!(*got, info),
                 _ => prop_assert!(false, "identify failed"),
+            }
+        }
+
+        #[test]
+        fn an_identify_push_gives_its_fields_however_its_bytes_are_chunked(
+            cuts in proptest::collection::vec(any::<usize>(), 0..200),
+        ) {
+            let now = plait_testkit::start();
+            let remote = libp2p_identity::Keypair::ed25519_from_bytes([6; 32]).expect("key");
+            let (info, wire) = identify_bytes(&remote);
+            let mut running =
+                Running::new(Service::identify_push(now, remote.public().to_peer_id()));
+            for piece in plait_testkit::chunks(&wire, &cuts) {
+                prop_assert!(running.drive(now, &piece, false).outcome.is_none());
+            }
+            match running.drive(now, &[], true).outcome {
+                Some(Outcome::IdentifyPush(got)) => prop_assert_eq!(*got, info),
+                _ => prop_assert!(false, "the push was not read"),
             }
         }
 

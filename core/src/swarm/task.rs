@@ -357,6 +357,10 @@ impl ConnectionTask {
                     self.start_service(id, Service::ping_responder(self.now));
                 } else if protocol.as_str() == crate::identify::PROTOCOL {
                     self.answer_identify(id);
+                } else if protocol.as_str() == crate::identify::PUSH_PROTOCOL {
+                    if let Some(peer) = peer {
+                        self.start_service(id, Service::identify_push(self.now, peer));
+                    }
                 } else if let Some(peer) = peer {
                     let stream = self.sref(id);
                     self.events.push_back(Event::InboundStream {
@@ -622,6 +626,9 @@ impl ConnectionTask {
             Outcome::Identify(Err(error)) => {
                 self.messages
                     .push_back(ToCoordinator::IdentifyFailed(error));
+            }
+            Outcome::IdentifyPush(info) => {
+                self.messages.push_back(ToCoordinator::IdentifyPushed(info));
             }
         }
     }
