@@ -409,30 +409,8 @@ pub fn check_remote_key(key: &PublicKey) -> Result<(), Error> {
 
 /// The bit length of the modulus of a DER `RSAPublicKey` (`SEQUENCE { INTEGER n, INTEGER e }`).
 fn rsa_modulus_bits(der: &[u8]) -> Option<usize> {
-    /// Splits one DER element with tag `tag` off the front: (contents, rest).
-    fn element(tag: u8, data: &[u8]) -> Option<(&[u8], &[u8])> {
-        let (&t, rest) = data.split_first()?;
-        if t != tag {
-            return None;
-        }
-        let (&first, rest) = rest.split_first()?;
-        let (len, rest) = if first < 0x80 {
-            (usize::from(first), rest)
-        } else {
-            let n = usize::from(first & 0x7f);
-            if n == 0 || n > 2 {
-                return None;
-            }
-            let (len_bytes, rest) = rest.split_at_checked(n)?;
-            let len = len_bytes
-                .iter()
-                .fold(0, |acc, b| (acc << 8) | usize::from(*b));
-            (len, rest)
-        };
-        rest.split_at_checked(len)
-    }
-    let (sequence, _) = element(0x30, der)?;
-    let (modulus, _) = element(0x02, sequence)?;
+    let (sequence, _) = crate::der::element(0x30, der)?;
+    let (modulus, _) = crate::der::element(0x02, sequence)?;
     let digits = match modulus.iter().position(|b| *b != 0) {
         Some(i) => modulus.get(i..)?,
         None => return Some(0),
@@ -598,15 +576,22 @@ mod tests {
             n.resize(bytes + 1, 0x01);
             n
         };
+        // DER's minimal length encoding (what every real key uses; the parser is strict).
+        let tlv = |tag: u8, body: Vec<u8>| {
+            let len = body.len();
+            let mut out = vec![tag];
+            match len {
+                0..=0x7f => out.push(len as u8),
+                0x80..=0xff => out.extend([0x81, len as u8]),
+                _ => out.extend([0x82, (len >> 8) as u8, len as u8]),
+            }
+            out.extend(body);
+            out
+        };
         let der = |n: Vec<u8>| {
-            let mut int = vec![0x02, 0x82];
-            int.extend_from_slice(&(n.len() as u16).to_be_bytes());
-            int.extend(n);
-            int.extend([0x02, 0x03, 0x01, 0x00, 0x01]);
-            let mut seq = vec![0x30, 0x82];
-            seq.extend_from_slice(&(int.len() as u16).to_be_bytes());
-            seq.extend(int);
-            seq
+            let mut ints = tlv(0x02, n);
+            ints.extend([0x02, 0x03, 0x01, 0x00, 0x01]);
+            tlv(0x30, ints)
         };
         assert_eq!(rsa_modulus_bits(&der(modulus(128))), Some(1024));
         assert_eq!(rsa_modulus_bits(&der(modulus(1025))), Some(8200));

@@ -103,6 +103,7 @@
 
 mod buffer;
 pub mod connection;
+mod der;
 pub mod dial;
 #[cfg(any(fuzzing, feature = "fuzzing"))]
 pub mod fuzzing;

@@ -695,6 +695,40 @@ async fn streams_100_they_open<R: Runtime>(rt: R, kind: PeerKind) {
 // ---------------------------------------------------------------------------------------------
 // Big transfers with checksums
 
+/// Sends [`BIG`] pattern bytes through their echo-all on `s` and checks the echo's (length,
+/// checksum); reports the rate as `what`.
+async fn big_through_their_echo_all<S: AsyncRead + AsyncWrite + Unpin>(
+    s: S,
+    peer: &ExternalPeer,
+    what: &str,
+) {
+    let start = Instant::now();
+    let (sent, received) = within("transfer", BIG_CMD, send_and_receive(s, BIG, 1))
+        .await
+        .unwrap_or_else(|e| panic!("transfer: {e}; their stderr: {}", peer.stderr_tail()));
+    report_rate(what, BIG as u64, start);
+    assert_eq!(sent.0, BIG as u64);
+    assert_eq!(received, sent, "(length, checksum) of the echo");
+}
+
+/// They send [`BIG`] pattern bytes through our echo-all (`bulk`) and check the echo byte by
+/// byte; the SHA-256 they report is the pattern's, and our handler saw every byte.
+async fn big_through_our_echo_all<R: Runtime>(
+    host: &Host<R>,
+    peer: &mut ExternalPeer,
+    reports: &mut mpsc::UnboundedReceiver<io::Result<u64>>,
+    what: &str,
+) {
+    let start = Instant::now();
+    let digest = within("their bulk", BIG_CMD, peer.bulk(host.peer_id(), BIG as u64))
+        .await
+        .or_panic("their bulk");
+    report_rate(what, BIG as u64, start);
+    assert_eq!(hex(&digest), hex(&pattern_sha256(BIG as u64)));
+    let echoed = next(reports, "our echo-all handler").await;
+    assert_eq!(echoed.expect("our echo-all handler"), BIG as u64);
+}
+
 /// We send [`BIG`] bytes through their echo-all and check the echo (length and checksum).
 async fn transfer_we_send<R: Runtime>(rt: R, kind: PeerKind) {
     let peer = their_peer(kind, false).await;
@@ -703,17 +737,7 @@ async fn transfer_we_send<R: Runtime>(rt: R, kind: PeerKind) {
     let s = within("open", T, host.new_stream(peer.peer_id(), [ECHO_ALL]))
         .await
         .unwrap();
-    let start = Instant::now();
-    let (sent, received) = within("transfer", BIG_CMD, send_and_receive(s, BIG, 1))
-        .await
-        .unwrap_or_else(|e| panic!("transfer: {e}; their stderr: {}", peer.stderr_tail()));
-    report_rate(
-        "we send through their echo-all, each way",
-        BIG as u64,
-        start,
-    );
-    assert_eq!(sent.0, BIG as u64);
-    assert_eq!(received, sent, "(length, checksum) of the echo");
+    big_through_their_echo_all(s, &peer, "we send through their echo-all, each way").await;
     drop(peer);
     all_clean(&host, T).await;
 }
@@ -725,18 +749,8 @@ async fn transfer_they_send<R: Runtime>(rt: R, kind: PeerKind) {
     let mut reports = serve(&host, &rt, ECHO_ALL, echo_all);
     let mut peer = their_peer(kind, false).await;
     they_dial(&mut peer, &host, &addr).await;
-    let start = Instant::now();
-    let digest = within("their bulk", BIG_CMD, peer.bulk(host.peer_id(), BIG as u64))
-        .await
-        .or_panic("their bulk");
-    report_rate(
-        "they send through our echo-all, each way",
-        BIG as u64,
-        start,
-    );
-    assert_eq!(hex(&digest), hex(&pattern_sha256(BIG as u64)));
-    let echoed = next(&mut reports, "our echo-all handler").await;
-    assert_eq!(echoed.expect("our echo-all handler"), BIG as u64);
+    let what = "they send through our echo-all, each way";
+    big_through_our_echo_all(&host, &mut peer, &mut reports, what).await;
     drop(peer);
     all_clean(&host, T).await;
 }
@@ -1517,17 +1531,7 @@ async fn tls_we_dial<R: Runtime>(rt: R, kind: PeerKind) {
     )
     .await
     .unwrap();
-    let start = Instant::now();
-    let (sent, received) = within("transfer", BIG_CMD, send_and_receive(s, BIG, 1))
-        .await
-        .unwrap_or_else(|e| panic!("transfer: {e}; their stderr: {}", peer.stderr_tail()));
-    report_rate(
-        "over TLS, we send through their echo-all, each way",
-        BIG as u64,
-        start,
-    );
-    assert_eq!(sent.0, BIG as u64);
-    assert_eq!(received, sent, "(length, checksum) of the echo");
+    big_through_their_echo_all(s, &peer, "over TLS, we send through their echo-all").await;
     drop(peer);
     all_clean(&host, T).await;
 }
@@ -1557,18 +1561,8 @@ async fn tls_they_dial<R: Runtime>(rt: R, kind: PeerKind) {
         .or_panic("their ping");
     eprintln!("their ping over TLS: {rtt:?}");
     check_identify(&host, &addr, &mut peer, false).await;
-    let start = Instant::now();
-    let digest = within("their bulk", BIG_CMD, peer.bulk(host.peer_id(), BIG as u64))
-        .await
-        .or_panic("their bulk");
-    report_rate(
-        "over TLS, they send through our echo-all, each way",
-        BIG as u64,
-        start,
-    );
-    assert_eq!(hex(&digest), hex(&pattern_sha256(BIG as u64)));
-    let echoed = next(&mut reports, "our echo-all handler").await;
-    assert_eq!(echoed.expect("our echo-all handler"), BIG as u64);
+    let what = "over TLS, they send through our echo-all";
+    big_through_our_echo_all(&host, &mut peer, &mut reports, what).await;
     drop(peer);
     all_clean(&host, T).await;
 }

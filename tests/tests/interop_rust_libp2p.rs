@@ -477,6 +477,21 @@ fn report_rate(what: &str, start: Instant) {
     );
 }
 
+/// Sends [`BIG`] pattern bytes (`seed`) through an echo-all stream and checks the echo's
+/// (length, checksum); reports the rate as `what`.
+async fn big_through_echo_all<S>(s: S, seed: u64, what: &str)
+where
+    S: futures::AsyncRead + futures::AsyncWrite + Unpin,
+{
+    let start = Instant::now();
+    let (sent, received) = within("transfer", SCENARIO, send_and_receive(s, BIG, seed))
+        .await
+        .expect("transfer");
+    report_rate(what, start);
+    assert_eq!(sent.0, BIG as u64);
+    assert_eq!(received, sent, "(length, checksum) of the echo");
+}
+
 /// We send [`BIG`] bytes through their echo-all and check the echo.
 async fn transfer_we_send<R: Runtime>(rt: R) {
     let peer = their_peer(false).await;
@@ -489,13 +504,7 @@ async fn transfer_we_send<R: Runtime>(rt: R) {
     )
     .await
     .unwrap();
-    let start = Instant::now();
-    let (sent, received) = within("transfer", SCENARIO, send_and_receive(s, BIG, 1))
-        .await
-        .expect("transfer");
-    report_rate("we send", start);
-    assert_eq!(sent.0, BIG as u64);
-    assert_eq!(received, sent, "(length, checksum) of the echo");
+    big_through_echo_all(s, 1, "we send").await;
     peer.shutdown().await;
     all_clean(&host, T).await;
 }
@@ -513,13 +522,7 @@ async fn transfer_they_send<R: Runtime>(rt: R) {
     )
     .await
     .unwrap();
-    let start = Instant::now();
-    let (sent, received) = within("transfer", SCENARIO, send_and_receive(s, BIG, 2))
-        .await
-        .expect("transfer");
-    report_rate("they send", start);
-    assert_eq!(sent.0, BIG as u64);
-    assert_eq!(received, sent, "(length, checksum) of the echo");
+    big_through_echo_all(s, 2, "they send").await;
     peer.shutdown().await;
     all_clean(&host, T).await;
 }
@@ -1011,13 +1014,7 @@ async fn tls_we_dial<R: Runtime>(rt: R) {
     )
     .await
     .expect("open");
-    let start = Instant::now();
-    let (sent, received) = within("transfer", SCENARIO, send_and_receive(s, BIG, 1))
-        .await
-        .expect("transfer");
-    report_rate("over TLS, 64 MiB each way (we dial)", start);
-    assert_eq!(sent.0, BIG as u64);
-    assert_eq!(received, sent);
+    big_through_echo_all(s, 1, "over TLS, 64 MiB each way (we dial)").await;
     peer.shutdown().await;
     all_clean(&host, T).await;
 }
@@ -1053,13 +1050,7 @@ async fn tls_they_dial<R: Runtime>(rt: R) {
     )
     .await
     .expect("open");
-    let start = Instant::now();
-    let (sent, received) = within("transfer", SCENARIO, send_and_receive(s, BIG, 1))
-        .await
-        .expect("transfer");
-    report_rate("over TLS, 64 MiB each way (they dial)", start);
-    assert_eq!(sent.0, BIG as u64);
-    assert_eq!(received, sent);
+    big_through_echo_all(s, 1, "over TLS, 64 MiB each way (they dial)").await;
     peer.shutdown().await;
     all_clean(&host, T).await;
 }

@@ -477,44 +477,14 @@ fn scheme_of(cert: &X509Certificate<'_>) -> Result<Scheme, Error> {
 /// Splits `SignedKey ::= SEQUENCE { publicKey OCTET STRING, signature OCTET STRING }` (DER,
 /// nothing after it) into its two fields.
 fn decode_signed_key(value: &[u8]) -> Result<(&[u8], &[u8]), Error> {
-    let (seq, rest) = der_element(0x30, value).ok_or(Error::MalformedSignedKey)?;
+    let (seq, rest) = crate::der::element(0x30, value).ok_or(Error::MalformedSignedKey)?;
     if !rest.is_empty() {
         return Err(Error::MalformedSignedKey);
     }
-    let (key, rest) = der_element(0x04, seq).ok_or(Error::MalformedSignedKey)?;
-    let (signature, rest) = der_element(0x04, rest).ok_or(Error::MalformedSignedKey)?;
+    let (key, rest) = crate::der::element(0x04, seq).ok_or(Error::MalformedSignedKey)?;
+    let (signature, rest) = crate::der::element(0x04, rest).ok_or(Error::MalformedSignedKey)?;
     if !rest.is_empty() {
         return Err(Error::MalformedSignedKey);
     }
     Ok((key, signature))
-}
-
-/// Splits one DER element with `tag` (definite, minimal length of at most 4 bytes) off the
-/// front of `data`: (contents, rest).
-fn der_element(tag: u8, data: &[u8]) -> Option<(&[u8], &[u8])> {
-    let (&t, rest) = data.split_first()?;
-    if t != tag {
-        return None;
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 {
-            return None;
-        }
-        let (len_bytes, rest) = rest.split_at_checked(n)?;
-        if len_bytes.first() == Some(&0) {
-            return None; // non-minimal
-        }
-        let len = len_bytes
-            .iter()
-            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        if len < 0x80 {
-            return None; // long form for a short length
-        }
-        (len, rest)
-    };
-    rest.split_at_checked(len)
 }
