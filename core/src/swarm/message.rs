@@ -52,7 +52,8 @@ pub enum ToCoordinator {
         /// The authenticated peer.
         peer: PeerId,
     },
-    /// The number of streams the connection has now (for choosing connections and trimming).
+    /// About how many streams the connection has now (for choosing connections and trimming):
+    /// sent when the count moved by a quarter (at least one) or to or from zero.
     Streams(usize),
     /// The remote answered our identify query.
     Identified(Box<Info>),

@@ -210,8 +210,14 @@ impl ConnectionTask {
         self.process();
         if !self.finished {
             if self.conn.is_established() {
+                // The coordinator uses the count to choose among a peer's connections and to
+                // trim: a count within a quarter of the truth serves as well, and a connection
+                // whose streams come and go does not report every one.
                 let streams = self.conn.num_streams();
-                if streams != self.reported_streams {
+                let step = (self.reported_streams / 4).max(1);
+                let changed = streams.abs_diff(self.reported_streams) >= step
+                    || (streams == 0) != (self.reported_streams == 0);
+                if changed && streams != self.reported_streams {
                     self.reported_streams = streams;
                     return Some(ToCoordinator::Streams(streams));
                 }
