@@ -282,6 +282,19 @@ impl<R: Runtime> Shared<R> {
             .clone()
     }
 
+    /// Removes the exact-protocol handlers of `protocol`; returns them, to be dropped after
+    /// every lock is released.
+    fn remove_handler(&self, protocol: &str) -> Vec<Handler<R>> {
+        let mut handlers = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
+        let is_it = |m: &Matcher| matches!(m, Matcher::Exact(p) if p.as_str() == protocol);
+        let (removed, kept): (Vec<_>, Vec<_>) =
+            handlers.iter().cloned().partition(|(m, _)| is_it(m));
+        let old = std::mem::replace(&mut *handlers, Arc::new(kept));
+        drop(handlers);
+        drop(old);
+        removed.into_iter().map(|(_, h)| h).collect()
+    }
+
     fn add_handler(&self, matcher: Matcher, handler: Handler<R>) {
         let mut handlers = self.handlers.lock().unwrap_or_else(|e| e.into_inner());
         let mut list = (**handlers).clone();
@@ -743,6 +756,66 @@ impl<R: Runtime> Host<R> {
             }
         })
         .await
+    }
+
+    /// Closes every connection to `peer` (go's `Network().ClosePeer`); returns how many there
+    /// were. Its streams fail with `ConnectionReset`.
+    pub fn disconnect(&self, peer: PeerId) -> usize {
+        let mut inner = self.shared.lock();
+        let now = inner.runtime.now();
+        let connections = inner.coordinator.connections_to(peer).to_vec();
+        for c in &connections {
+            inner.coordinator.close_connection(now, *c);
+        }
+        inner.pump(&self.shared);
+        connections.len()
+    }
+
+    /// Closes one connection (go's `Conn.Close`); `false` if there is no such connection.
+    pub fn close_connection(&self, connection: ConnectionId) -> bool {
+        let mut inner = self.shared.lock();
+        let known = inner.coordinator.connection_ids().contains(&connection);
+        let now = inner.runtime.now();
+        inner.coordinator.close_connection(now, connection);
+        inner.pump(&self.shared);
+        known
+    }
+
+    /// Protects `peer`'s connections from the connection manager's trimming (go's
+    /// `ConnManager().Protect`), or stops protecting them.
+    pub fn protect(&self, peer: PeerId, protected: bool) {
+        self.shared.lock().coordinator.protect(peer, protected);
+    }
+
+    /// The peers we have established connections to (go's `Network().Peers`).
+    pub fn peers(&self) -> Vec<PeerId> {
+        self.shared.lock().coordinator.peers()
+    }
+
+    /// The established connections to `peer`, with their direction, addresses, age and
+    /// stream count (go's `Network().ConnsToPeer`).
+    pub fn connections(&self, peer: PeerId) -> Vec<plait_core::swarm::ConnectionInfo> {
+        let inner = self.shared.lock();
+        inner
+            .coordinator
+            .connections_to(peer)
+            .iter()
+            .filter_map(|c| inner.coordinator.connection_info(*c))
+            .collect()
+    }
+
+    /// Stops serving inbound streams for `protocol` (go's `RemoveStreamHandler`); its handler
+    /// is dropped. Returns whether there was one.
+    pub fn remove_stream_handler(&self, protocol: &str) -> bool {
+        let removed = self.shared.remove_handler(protocol);
+        let mut inner = self.shared.lock();
+        inner.coordinator.remove_protocol(protocol);
+        inner.pump(&self.shared);
+        drop(inner);
+        let any = !removed.is_empty();
+        // Dropped here, with no lock held: a handler may own the last handle of its host.
+        drop(removed);
+        any
     }
 
     /// Number of connections (established or upgrading).

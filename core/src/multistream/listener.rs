@@ -50,6 +50,13 @@ impl ProtocolSet {
         self
     }
 
+    /// Stops accepting `protocol`; returns whether it was accepted.
+    pub fn remove(&mut self, protocol: &str) -> bool {
+        let before = self.exact.len();
+        self.exact.retain(|p| p.as_str() != protocol);
+        self.exact.len() != before
+    }
+
     /// Whether proposals of other ids are put to the owner ([`ListenerStatus::Query`]) instead
     /// of being refused.
     pub fn set_ask_others(&mut self, ask: bool) -> &mut Self {

@@ -26,6 +26,23 @@ use crate::noise;
 use crate::time::Instant;
 use crate::upgrade::Role;
 
+/// What the coordinator knows of an established connection ([`Coordinator::connection_info`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectionInfo {
+    /// The connection.
+    pub id: ConnectionId,
+    /// The remote peer.
+    pub peer: PeerId,
+    /// Who dialed, and the addresses.
+    pub endpoint: Endpoint,
+    /// When it was established.
+    pub established_at: Instant,
+    /// About how many streams it has (see [`ToCoordinator::Streams`]).
+    pub streams: usize,
+    /// It is being closed.
+    pub closing: bool,
+}
+
 /// What a stream request asks a connection for.
 #[derive(Debug, Clone)]
 enum Request {
@@ -168,6 +185,30 @@ impl Coordinator {
         self.update_protocols(|set| {
             set.add(protocol);
         });
+    }
+
+    /// Stops accepting inbound streams for `protocol` on every connection (the built-in ping
+    /// and identify stay). Returns whether it was accepted.
+    pub fn remove_protocol(&mut self, protocol: &str) -> bool {
+        let builtin = [
+            crate::ping::PROTOCOL,
+            crate::identify::PROTOCOL,
+            crate::identify::PUSH_PROTOCOL,
+        ];
+        if builtin.contains(&protocol)
+            || !self
+                .config
+                .protocols
+                .protocols()
+                .iter()
+                .any(|p| p.as_str() == protocol)
+        {
+            return false;
+        }
+        self.update_protocols(|set| {
+            set.remove(protocol);
+        });
+        true
     }
 
     /// Puts inbound proposals of ids that are not exact protocols to the application as
@@ -818,6 +859,31 @@ impl Coordinator {
     /// Established connections to `peer`.
     pub fn connections_to(&self, peer: PeerId) -> &[ConnectionId] {
         self.peers.get(&peer).map_or(&[], Vec::as_slice)
+    }
+
+    /// The peers we have established connections to.
+    pub fn peers(&self) -> Vec<PeerId> {
+        let mut peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        peers.sort();
+        peers
+    }
+
+    /// What we know of an established connection.
+    pub fn connection_info(&self, connection: ConnectionId) -> Option<ConnectionInfo> {
+        let entry = self.connections.get(&connection)?;
+        Some(ConnectionInfo {
+            id: connection,
+            peer: entry.peer?,
+            endpoint: entry.endpoint.clone(),
+            established_at: entry.established_at?,
+            streams: entry.streams,
+            closing: entry.closing,
+        })
+    }
+
+    /// Whether `peer` is protected from trimming.
+    pub fn is_protected(&self, peer: PeerId) -> bool {
+        self.protected.contains(&peer)
     }
 
     /// Every connection, established or not.

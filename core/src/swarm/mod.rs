@@ -56,7 +56,7 @@ use crate::multistream::{self, Protocol};
 use crate::upgrade::{Security, UpgradeConfig};
 use crate::yamux::{self, StreamId};
 
-pub use coordinator::Coordinator;
+pub use coordinator::{ConnectionInfo, Coordinator};
 pub use limits::{ConnManagerConfig, Limit, Limits};
 pub use local::Swarm;
 pub use message::{ToConnection, ToCoordinator};
