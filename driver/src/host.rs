@@ -203,6 +203,73 @@ pub(crate) fn find_handler<R: Runtime>(
         .map(|(_, h)| h.clone())
 }
 
+/// Events for one consumer: bounded, with the count of those dropped since it last read.
+#[derive(Default)]
+struct EventQueue {
+    events: VecDeque<HostEvent>,
+    /// Every call waiting for an event.
+    wakers: Vec<Waker>,
+    /// Events dropped (oldest first) since the consumer last read, reported as
+    /// [`HostEvent::Lagged`].
+    lagged: u64,
+}
+
+impl EventQueue {
+    fn push(&mut self, event: HostEvent) {
+        if self.events.len() >= MAX_QUEUED_EVENTS {
+            self.events.pop_front();
+            self.lagged += 1;
+        }
+        self.events.push_back(event);
+        for w in self.wakers.drain(..) {
+            w.wake();
+        }
+    }
+
+    fn poll(&mut self, waker: &Waker) -> Poll<HostEvent> {
+        if self.lagged > 0 {
+            return Poll::Ready(HostEvent::Lagged(std::mem::take(&mut self.lagged)));
+        }
+        match self.events.pop_front() {
+            Some(e) => Poll::Ready(e),
+            None => {
+                if !self.wakers.iter().any(|w| w.will_wake(waker)) {
+                    self.wakers.push(waker.clone());
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// A subscription to a host's events ([`Host::subscribe`]); dropping it unsubscribes.
+pub struct EventSubscription<R: Runtime> {
+    shared: Arc<Shared<R>>,
+    id: u64,
+}
+
+impl<R: Runtime> EventSubscription<R> {
+    /// The next event of this subscription, or [`HostEvent::Lagged`] first when it fell
+    /// behind. Concurrent calls each get different events of this subscription.
+    pub async fn next(&self) -> HostEvent {
+        poll_fn(|cx| {
+            let mut inner = self.shared.lock();
+            match inner.subscribers.get_mut(&self.id) {
+                Some(queue) => queue.poll(cx.waker()),
+                None => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+impl<R: Runtime> Drop for EventSubscription<R> {
+    fn drop(&mut self) {
+        let removed = self.shared.lock().subscribers.remove(&self.id);
+        drop(removed);
+    }
+}
+
 /// An answer some task waits for.
 struct Waiter<T> {
     result: Option<T>,
@@ -248,12 +315,11 @@ pub(crate) struct HostState<R: Runtime> {
     /// The address each pending `listen` asked for, to name it in errors.
     listen_requests: HashMap<ListenerId, Multiaddr>,
     pings: HashMap<StreamRequestId, Waiter<Result<Duration, Error>>>,
-    events: VecDeque<HostEvent>,
-    /// Every `next_event` call waiting for an event.
-    event_wakers: Vec<Waker>,
-    /// Events dropped (oldest first) since `next_event` last ran, reported as
-    /// [`HostEvent::Lagged`].
-    lagged: u64,
+    /// The events for [`Host::next_event`].
+    events: EventQueue,
+    /// The queues of the [`Host::subscribe`] subscriptions.
+    subscribers: HashMap<u64, EventQueue>,
+    next_subscriber: u64,
     pub(crate) shut_down: bool,
 }
 
@@ -454,14 +520,10 @@ impl<R: Runtime> HostState<R> {
     }
 
     pub(crate) fn push_event(&mut self, event: HostEvent) {
-        if self.events.len() >= MAX_QUEUED_EVENTS {
-            self.events.pop_front();
-            self.lagged += 1;
+        for queue in self.subscribers.values_mut() {
+            queue.push(event.clone());
         }
-        self.events.push_back(event);
-        for w in self.event_wakers.drain(..) {
-            w.wake();
-        }
+        self.events.push(event);
     }
 
     /// Bytes every connection buffers (its machine, socket buffers and streams).
@@ -558,9 +620,9 @@ impl<R: Runtime> Host<R> {
                 listens: HashMap::new(),
                 listen_requests: HashMap::new(),
                 pings: HashMap::new(),
-                events: VecDeque::new(),
-                event_wakers: Vec::new(),
-                lagged: 0,
+                events: EventQueue::default(),
+                subscribers: HashMap::new(),
+                next_subscriber: 0,
                 shut_down: false,
             }),
             handlers: Mutex::new(Arc::new(Vec::new())),
@@ -737,25 +799,24 @@ impl<R: Runtime> Host<R> {
     /// The next connection or listener event. The host keeps the latest 1024 events for
     /// this; when more arrive before they are read, the oldest are dropped and the next call
     /// returns [`HostEvent::Lagged`] with how many, before the events that were kept.
-    /// Concurrent callers each get different events; dropping a call loses nothing.
+    /// Concurrent callers each get different events; dropping a call loses nothing. For
+    /// several independent consumers, use [`Host::subscribe`].
     pub async fn next_event(&self) -> HostEvent {
-        poll_fn(|cx| {
-            let mut inner = self.shared.lock();
-            if inner.lagged > 0 {
-                return Poll::Ready(HostEvent::Lagged(std::mem::take(&mut inner.lagged)));
-            }
-            match inner.events.pop_front() {
-                Some(e) => Poll::Ready(e),
-                None => {
-                    let waker = cx.waker();
-                    if !inner.event_wakers.iter().any(|w| w.will_wake(waker)) {
-                        inner.event_wakers.push(waker.clone());
-                    }
-                    Poll::Pending
-                }
-            }
-        })
-        .await
+        poll_fn(|cx| self.shared.lock().events.poll(cx.waker())).await
+    }
+
+    /// A subscription to every event from now on, with its own queue (1024 events, then
+    /// [`HostEvent::Lagged`] as for [`Host::next_event`]): any number of subscribers each see
+    /// every event. Dropping it unsubscribes.
+    pub fn subscribe(&self) -> EventSubscription<R> {
+        let mut inner = self.shared.lock();
+        let id = inner.next_subscriber;
+        inner.next_subscriber += 1;
+        inner.subscribers.insert(id, EventQueue::default());
+        EventSubscription {
+            shared: self.shared.clone(),
+            id,
+        }
     }
 
     /// Closes every connection to `peer` (go's `Network().ClosePeer`); returns how many there

@@ -33,7 +33,7 @@ use std::time::Instant;
 
 pub use addr::{multiaddr_to_socket, socket_to_multiaddr, Target};
 pub use connection::MAX_UPGRADE_BUFFERED;
-pub use host::{Host, HostConfig, HostEvent};
+pub use host::{EventSubscription, Host, HostConfig, HostEvent};
 pub use plait_core;
 use plait_core::multiaddr::Multiaddr;
 pub use stream::Stream;

@@ -20,6 +20,8 @@ pub use plait_driver::{demo, plait_core, Error, HostConfig, HostEvent};
 pub type Host = plait_driver::Host<AsyncStd>;
 /// A stream of a [`Host`].
 pub type Stream = plait_driver::Stream<AsyncStd>;
+/// A subscription to a host's events.
+pub type EventSubscription = plait_driver::EventSubscription<AsyncStd>;
 
 /// The async-std [`Runtime`]: async-std's task spawner over smol's async-io sockets.
 #[derive(Clone, Debug, Default)]

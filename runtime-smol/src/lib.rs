@@ -16,6 +16,8 @@ pub use plait_driver::{demo, plait_core, Error, HostConfig, HostEvent};
 pub type Host = plait_driver::Host<Smol>;
 /// A stream of a [`Host`].
 pub type Stream = plait_driver::Stream<Smol>;
+/// A subscription to a host's events.
+pub type EventSubscription = plait_driver::EventSubscription<Smol>;
 
 /// The smol [`Runtime`].
 #[derive(Clone, Debug, Default)]

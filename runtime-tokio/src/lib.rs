@@ -26,6 +26,8 @@ pub use plait_driver::{demo, plait_core, Error, HostConfig, HostEvent};
 pub type Host = plait_driver::Host<Tokio>;
 /// A stream of a [`Host`]; implements tokio's `AsyncRead` and `AsyncWrite`.
 pub type Stream = plait_driver::Stream<Tokio>;
+/// A subscription to a host's events.
+pub type EventSubscription = plait_driver::EventSubscription<Tokio>;
 
 /// The tokio [`Runtime`]: spawns on a runtime handle, uses tokio's TCP and timers.
 #[derive(Clone, Debug)]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use plait_core::swarm::{Endpoint, Error as SwarmError};
-use plait_driver::{Error, Host};
+use plait_driver::{Error, Host, HostEvent};
 use plait_tests::hostile::{block_on_timeout, serial, target_config, Target, TestRuntime, ECHO};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -64,6 +64,30 @@ fn peers_connections_disconnect_and_handler_removal<R: TestRuntime>() {
     client.close();
 }
 
+/// Two subscribers and `next_event` each see every event (a subscription dropped before
+/// leaves nothing that blocks the others).
+fn every_subscriber_sees_every_event<R: TestRuntime>() {
+    let rt = R::get();
+    let host = Host::new(R::get(), target_config()).expect("host");
+    let a = host.subscribe();
+    let b = host.subscribe();
+    let dropped = host.subscribe();
+    drop(dropped);
+    block_on_timeout(&rt, LIMIT, "subscribers", async {
+        let addr = host
+            .listen("/ip4/127.0.0.1/tcp/0".parse().expect("addr"))
+            .await
+            .expect("listen");
+        for event in [a.next().await, b.next().await, host.next_event().await] {
+            assert!(
+                matches!(&event, HostEvent::Listening(at) if *at == addr),
+                "{event:?}"
+            );
+        }
+    });
+    host.close();
+}
+
 macro_rules! on_every_runtime {
     ($($name:ident),*) => {
         mod tokio_runtime {
@@ -78,4 +102,7 @@ macro_rules! on_every_runtime {
     };
 }
 
-on_every_runtime!(peers_connections_disconnect_and_handler_removal);
+on_every_runtime!(
+    peers_connections_disconnect_and_handler_removal,
+    every_subscriber_sees_every_event
+);
