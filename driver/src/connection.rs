@@ -72,6 +72,8 @@ pub(crate) struct Mailbox {
 struct MailboxInner {
     messages: VecDeque<ToConnection>,
     changed: Vec<StreamId>,
+    /// Streams `new_stream` handed out before the task opened them, by request.
+    opening: HashMap<StreamRequestId, Arc<StreamShared>>,
     /// The task has ended: messages are refused.
     closed: bool,
     waker: Option<Waker>,
@@ -101,6 +103,25 @@ impl Mailbox {
         Ok(())
     }
 
+    /// A stream handed out before the task opens it for `request`; given back if the task
+    /// has ended.
+    pub(crate) fn add_opening(
+        &self,
+        request: StreamRequestId,
+        stream: Arc<StreamShared>,
+    ) -> Result<(), Arc<StreamShared>> {
+        let mut inner = self.lock();
+        if inner.closed {
+            return Err(stream);
+        }
+        inner.opening.insert(request, stream);
+        Ok(())
+    }
+
+    fn take_opening(&self, request: StreamRequestId) -> Option<Arc<StreamShared>> {
+        self.lock().opening.remove(&request)
+    }
+
     /// The application read, wrote, closed, reset or dropped stream `id`.
     pub(crate) fn stream_changed(&self, id: StreamId) {
         let mut inner = self.lock();
@@ -127,13 +148,20 @@ impl Mailbox {
         )
     }
 
-    /// The task ends: refuses further messages and returns those it did not take.
+    /// The task ends: refuses further messages and returns those it did not take; streams
+    /// it was still to open fail.
     pub(crate) fn close(&self) -> VecDeque<ToConnection> {
         let mut inner = self.lock();
         inner.closed = true;
         inner.waker = None;
         inner.changed.clear();
-        std::mem::take(&mut inner.messages)
+        let opening = std::mem::take(&mut inner.opening);
+        let messages = std::mem::take(&mut inner.messages);
+        drop(inner);
+        for shared in opening.into_values() {
+            fail_stream(&shared, Failure::Refused(SwarmError::Closed));
+        }
+        messages
     }
 }
 
@@ -258,6 +286,9 @@ async fn run<R: Runtime>(mut d: Driver<R>, mut tcp: R::Tcp) {
             if d.task.poll_timeout().is_some_and(|t| t <= now) {
                 d.task.handle_timeout(now);
             }
+            // Streams opened for the application take what it wrote meanwhile, so their
+            // first data leaves with their proposal.
+            d.process_events();
             // Write.
             if output.is_empty() {
                 if !d.task.is_established() && !input.is_empty() {
@@ -448,11 +479,7 @@ impl<R: Runtime> Driver<R> {
             return;
         };
         self.count(local.counted, 0);
-        let mut st = local.shared.lock();
-        if st.failed.is_none() {
-            st.failed = Some(Failure::Reset);
-        }
-        st.wake_all();
+        fail_stream(&local.shared, Failure::Reset);
     }
 
     /// A new stream of this connection, for the application.
@@ -501,14 +528,33 @@ impl<R: Runtime> Driver<R> {
                     request,
                     stream,
                     protocol,
-                } => {
-                    let peer = self.task.peer().unwrap_or_else(|| self.host.local_peer);
-                    let s = self.new_stream(stream, peer, protocol);
-                    self.completions.push(Completion::Stream(request, Ok(s)));
-                }
+                } => match self.mailbox.take_opening(request) {
+                    // Handed out already: what its writer queued goes with the proposal.
+                    Some(shared) => {
+                        shared.opened(stream.stream);
+                        self.streams.insert(
+                            stream.stream,
+                            Local {
+                                shared,
+                                fin_sent: false,
+                                counted: 0,
+                            },
+                        );
+                        self.sync(stream.stream);
+                    }
+                    None => {
+                        let peer = self.task.peer().unwrap_or_else(|| self.host.local_peer);
+                        let s = self.new_stream(stream, peer, protocol);
+                        self.completions.push(Completion::Stream(request, Ok(s)));
+                    }
+                },
                 Event::StreamOpenFailed { request, error } => {
-                    self.completions
-                        .push(Completion::Stream(request, Err(error.into())));
+                    match self.mailbox.take_opening(request) {
+                        Some(shared) => fail_stream(&shared, Failure::Refused(error)),
+                        None => self
+                            .completions
+                            .push(Completion::Stream(request, Err(error.into()))),
+                    }
                 }
                 Event::PingResult {
                     request, result, ..
@@ -593,6 +639,16 @@ impl<R: Runtime> Driver<R> {
             self.fail(id);
         }
     }
+}
+
+/// Marks a stream failed (reset by the remote, its connection gone, or refused) and wakes
+/// its users.
+fn fail_stream(shared: &StreamShared, failure: Failure) {
+    let mut st = shared.lock();
+    if st.failed.is_none() {
+        st.failed = Some(failure);
+    }
+    st.wake_all();
 }
 
 /// Counts the host's open sockets.

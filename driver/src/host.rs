@@ -20,7 +20,7 @@ use plait_core::swarm::{
 use plait_core::upgrade::Security;
 
 use crate::connection::{self, Completion, Mailbox};
-use crate::stream::Stream;
+use crate::stream::{Stream, StreamShared};
 use crate::{io, Error, Runtime};
 
 /// How many [`HostEvent`]s are kept for [`Host::next_event`] before the oldest are dropped, so
@@ -424,6 +424,20 @@ impl<R: Runtime> HostState<R> {
         }
     }
 
+    /// Asks the coordinator for a stream; a waiter receives the answer.
+    fn request_stream(
+        &mut self,
+        shared: &Arc<Shared<R>>,
+        now: std::time::Instant,
+        peer: PeerId,
+        protocols: Vec<Protocol>,
+    ) -> StreamRequestId {
+        let id = self.coordinator.open_stream(now, peer, protocols);
+        self.streams.insert(id, Waiter::default());
+        self.pump(shared);
+        id
+    }
+
     /// A connection task starts: its mailbox receives the coordinator's messages.
     pub(crate) fn connection_started(&mut self, connection: ConnectionId, mailbox: Arc<Mailbox>) {
         self.mailboxes.insert(connection, mailbox);
@@ -716,9 +730,16 @@ impl<R: Runtime> Host<R> {
     }
 
     /// Opens a stream to `peer` proposing `protocols` in order, dialing a known address when
-    /// there is no connection (go-libp2p's `NewStream`). While the peer has not yet
-    /// acknowledged 256 earlier streams (yamux's ack backlog) this waits, as go-yamux's
-    /// `OpenStream` does, instead of failing.
+    /// there is no connection (go-libp2p's `NewStream`).
+    ///
+    /// With one protocol and a connection already up, the stream is lazy and returned at
+    /// once: what is written before the connection's task opens it leaves with its proposal.
+    /// A refusal then shows on the stream: a remote that does not speak the protocol resets
+    /// it, and a stream the connection cannot open (its stream limit) fails its reads and
+    /// writes with `ConnectionReset` whose source is the [`SwarmError`]. Opens also wait,
+    /// inside the connection, while the peer has not acknowledged 256 earlier streams
+    /// (yamux's ack backlog), as go-yamux's `OpenStream` does. Otherwise (several protocols,
+    /// or a dial first) this returns once the stream is open, or its error.
     pub async fn new_stream<P: AsRef<str>>(
         &self,
         peer: PeerId,
@@ -734,10 +755,33 @@ impl<R: Runtime> Host<R> {
                 return Err(Error::Closed);
             }
             let now = inner.runtime.now();
-            let id = inner.coordinator.open_stream(now, peer, protocols);
-            inner.streams.insert(id, Waiter::default());
-            inner.pump(&self.shared);
-            id
+            // One protocol and a connection already: the stream is lazy, so it is handed out
+            // at once and its connection's task opens it with whatever was written by then
+            // (go-libp2p's NewStream returns at once too). A refusal resets it.
+            if let [protocol] = protocols.as_slice() {
+                let protocol = protocol.clone();
+                let mailbox = inner
+                    .coordinator
+                    .best_connection(peer)
+                    .and_then(|c| Some((c, inner.mailboxes.get(&c)?.clone())));
+                if let Some((connection, mailbox)) = mailbox {
+                    let request = inner.coordinator.open_stream(now, peer, protocols);
+                    let shared = StreamShared::opening(connection, mailbox.clone());
+                    if mailbox.add_opening(request, shared.clone()).is_ok() {
+                        inner.pump(&self.shared);
+                        let runtime = inner.runtime.clone();
+                        return Ok(Stream::new(shared, runtime, peer, protocol));
+                    }
+                    // Its task has just ended: the request fails like any other.
+                    inner.streams.insert(request, Waiter::default());
+                    inner.pump(&self.shared);
+                    request
+                } else {
+                    inner.request_stream(&self.shared, now, peer, protocols)
+                }
+            } else {
+                inner.request_stream(&self.shared, now, peer, protocols)
+            }
         };
         self.wait(|inner| &mut inner.streams, request, true).await
     }

@@ -113,7 +113,7 @@ pub fn serve<R: Runtime>(host: &Host<R>, runtime: &R) -> Result<(), Error> {
     let runs: Runs = Arc::default();
     let rt = runtime.clone();
     host.set_stream_handler(PROTOCOL, move |stream| {
-        let Some(slot) = RunSlot::take(&runs, stream.id().connection) else {
+        let Some(slot) = RunSlot::take(&runs, stream.connection()) else {
             tracing::debug!(peer = %stream.peer(), "perf: too many parallel runs, resetting");
             stream.reset();
             return;

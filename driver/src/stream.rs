@@ -8,14 +8,15 @@
 use std::collections::VecDeque;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::task::{Context, Poll, Waker};
 
 use bytes::{Bytes, BytesMut};
 use futures_io::{AsyncRead, AsyncWrite};
 use plait_core::identity::PeerId;
 use plait_core::multistream::Protocol;
-use plait_core::swarm::StreamRef;
+use plait_core::swarm::{ConnectionId, StreamRef};
+use plait_core::yamux::StreamId;
 
 use crate::connection::Mailbox;
 use crate::Runtime;
@@ -27,12 +28,24 @@ pub(crate) const RECV_BUFFER: usize = 256 * 1024;
 pub(crate) const SEND_BUFFER: usize = 256 * 1024;
 
 /// Why a stream cannot be used any more.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum Failure {
     /// The remote reset it, or its connection ended.
     Reset,
     /// We reset it.
     LocalReset,
+    /// Its connection could not open it (a stream handed out before it was opened).
+    Refused(plait_core::swarm::Error),
+}
+
+impl Failure {
+    /// The I/O error of a read or write: `ConnectionReset`, with the refusal as its source.
+    fn io_error(&self) -> io::Error {
+        match self {
+            Self::Refused(e) => io::Error::new(io::ErrorKind::ConnectionReset, e.clone()),
+            _ => io::Error::new(io::ErrorKind::ConnectionReset, "stream reset"),
+        }
+    }
 }
 
 /// What a stream and its connection's task share.
@@ -80,29 +93,49 @@ impl StreamState {
 /// The shared part of one stream.
 #[derive(Debug)]
 pub(crate) struct StreamShared {
-    pub(crate) id: StreamRef,
+    pub(crate) connection: ConnectionId,
+    /// The stream's id, once its connection's task opened it (a stream handed out by
+    /// `new_stream` before that buffers what is written meanwhile).
+    stream: OnceLock<StreamId>,
     state: Mutex<StreamState>,
     mailbox: Arc<Mailbox>,
 }
 
 impl StreamShared {
     pub(crate) fn new(id: StreamRef, mailbox: Arc<Mailbox>) -> Arc<Self> {
+        let shared = Self::opening(id.connection, mailbox);
+        let _ = shared.stream.set(id.stream);
+        shared
+    }
+
+    /// A stream its connection's task is still to open ([`StreamShared::opened`]).
+    pub(crate) fn opening(connection: ConnectionId, mailbox: Arc<Mailbox>) -> Arc<Self> {
         Arc::new(Self {
-            id,
+            connection,
+            stream: OnceLock::new(),
             state: Mutex::new(StreamState::default()),
             mailbox,
         })
+    }
+
+    /// The connection's task opened the stream as `id`.
+    pub(crate) fn opened(&self, id: StreamId) {
+        let _ = self.stream.set(id);
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, StreamState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Asks the connection's task to look at this stream (call with the state locked).
+    /// Asks the connection's task to look at this stream (call with the state locked). A
+    /// stream not opened yet is looked at when it is.
     fn notify(&self, state: &mut StreamState) {
+        let Some(id) = self.stream.get() else {
+            return;
+        };
         if !state.queued {
             state.queued = true;
-            self.mailbox.stream_changed(self.id.stream);
+            self.mailbox.stream_changed(*id);
         }
     }
 }
@@ -148,9 +181,15 @@ impl<R: Runtime> Stream<R> {
         &self.protocol
     }
 
-    /// The stream's identity within the host.
-    pub fn id(&self) -> StreamRef {
-        self.shared.id
+    /// The connection carrying the stream.
+    pub fn connection(&self) -> ConnectionId {
+        self.shared.connection
+    }
+
+    /// The stream's id on its connection, once the connection's task opened it (a stream
+    /// `new_stream` returns may be written to before that).
+    pub fn stream_id(&self) -> Option<StreamId> {
+        self.shared.stream.get().copied()
     }
 
     /// The runtime of the stream's host (for drivers of stream protocols, e.g. perf).
@@ -172,10 +211,6 @@ impl<R: Runtime> Stream<R> {
 // Nothing of a stream is pinned (the runtime handle is only cloned).
 impl<R: Runtime> Unpin for Stream<R> {}
 
-fn reset_error() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionReset, "stream reset")
-}
-
 impl<R: Runtime> AsyncRead for Stream<R> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -196,9 +231,13 @@ impl<R: Runtime> AsyncRead for Stream<R> {
                     drop(state);
                     self.pending = chunk;
                 }
-                None if state.failed.is_some() => return Poll::Ready(Err(reset_error())),
-                None if state.eof => return Poll::Ready(Ok(0)),
                 None => {
+                    if let Some(failure) = &state.failed {
+                        return Poll::Ready(Err(failure.io_error()));
+                    }
+                    if state.eof {
+                        return Poll::Ready(Ok(0));
+                    }
                     state.read_waker = Some(cx.waker().clone());
                     return Poll::Pending;
                 }
@@ -217,8 +256,8 @@ impl<R: Runtime> AsyncWrite for Stream<R> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let mut state = self.shared.lock();
-        if state.failed.is_some() {
-            return Poll::Ready(Err(reset_error()));
+        if let Some(failure) = &state.failed {
+            return Poll::Ready(Err(failure.io_error()));
         }
         if state.fin {
             return Poll::Ready(Err(io::Error::new(
@@ -250,8 +289,8 @@ impl<R: Runtime> AsyncWrite for Stream<R> {
         }
         self.write_closed = true;
         let mut state = self.shared.lock();
-        if state.failed.is_some() {
-            return Poll::Ready(Err(reset_error()));
+        if let Some(failure) = &state.failed {
+            return Poll::Ready(Err(failure.io_error()));
         }
         state.fin = true;
         self.shared.notify(&mut state);

@@ -579,16 +579,32 @@ async fn stream_limit<L: TestRuntime, D: TestRuntime>() {
     let pair = Pair::<L, D>::new(lcfg, dcfg).await;
     pair.connect_quietly().await;
     let held = fill(&pair, LIMIT).await;
-    let over = step(
+    // One protocol on an open connection: the stream is handed out at once and the refusal
+    // shows on its first read, typed.
+    let mut over = step(
         "over the dialer's limit",
         pair.dialer.new_stream(pair.peer, [SINK]),
     )
-    .await;
+    .await
+    .expect("a lazy stream is handed out");
+    let mut buf = [0u8; 1];
+    let refused = step("read the refusal", over.read(&mut buf)).await;
+    let error = refused.expect_err("the connection cannot open it");
+    assert_eq!(error.kind(), ErrorKind::ConnectionReset);
+    let source = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<plait_core::swarm::Error>());
     assert!(
-        over.is_err(),
-        "dialer over its stream limit: {} streams",
-        pair.dialer.num_streams()
+        matches!(
+            source,
+            Some(plait_core::swarm::Error::Connection(e))
+                if matches!(**e, plait_core::connection::Error::Yamux(
+                    plait_core::yamux::Error::TooManyStreams { .. }
+                ))
+        ),
+        "{error:?}"
     );
+    drop(over);
     close_all(&pair, held).await;
     pair.shutdown().await;
 }
