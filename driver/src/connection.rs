@@ -66,6 +66,8 @@ pub(crate) struct Mailbox {
     inner: Mutex<MailboxInner>,
     /// Bytes the connection buffers: its machine's, its socket buffers', its streams'.
     pub(crate) buffered: AtomicUsize,
+    /// Streams the connection's machine has, as of the task's last round.
+    pub(crate) streams: AtomicUsize,
 }
 
 #[derive(Debug, Default)]
@@ -612,6 +614,9 @@ impl<R: Runtime> Driver<R> {
 
     /// Updates the connection's byte count with the machine's and the socket buffers'.
     fn report(&mut self, socket_bytes: usize) {
+        self.mailbox
+            .streams
+            .store(self.task.num_streams(), Ordering::Relaxed);
         let bytes = self.task.buffered_bytes() as usize + socket_bytes;
         self.count(self.machine_bytes, bytes);
         self.machine_bytes = bytes;

@@ -540,6 +540,14 @@ impl<R: Runtime> HostState<R> {
         self.events.push(event);
     }
 
+    /// Streams of every connection, as their tasks last counted them.
+    fn num_streams(&self) -> usize {
+        self.mailboxes
+            .values()
+            .map(|m| m.streams.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Bytes every connection buffers (its machine, socket buffers and streams).
     fn buffered_bytes(&self) -> u64 {
         self.mailboxes
@@ -930,7 +938,7 @@ impl<R: Runtime> Host<R> {
 
     /// Number of streams with state.
     pub fn num_streams(&self) -> usize {
-        self.shared.lock().coordinator.num_streams()
+        self.shared.lock().num_streams()
     }
 
     /// Bytes the host buffers for its connections: each connection machine's (upgrades'
