@@ -413,8 +413,7 @@ async fn streams_100_we_open<R: Runtime>(rt: R) {
     .await;
     let streams: Vec<_> = opened.into_iter().map(|s| s.expect("open")).collect();
     // Lazy streams are handed out at once; their connection's task opens them.
-    plait_tests::interop::eventually("all 100 streams open", T, || host.num_streams() >= STREAMS)
-        .await;
+    eventually("all 100 streams open", T, || host.num_streams() >= STREAMS).await;
     let results = within(
         "100 concurrent echoes",
         T,
