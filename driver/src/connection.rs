@@ -121,7 +121,13 @@ impl Mailbox {
     }
 
     fn take_opening(&self, request: StreamRequestId) -> Option<Arc<StreamShared>> {
-        self.lock().opening.remove(&request)
+        let mut inner = self.lock();
+        let stream = inner.opening.remove(&request);
+        // A burst of opens leaves no table behind on an idle connection.
+        if inner.opening.is_empty() && inner.opening.capacity() > 16 {
+            inner.opening = HashMap::new();
+        }
+        stream
     }
 
     /// The application read, wrote, closed, reset or dropped stream `id`.
