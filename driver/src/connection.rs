@@ -167,7 +167,7 @@ impl Mailbox {
         let messages = std::mem::take(&mut inner.messages);
         drop(inner);
         for shared in opening.into_values() {
-            fail_stream(&shared, Failure::Refused(SwarmError::Closed));
+            fail_stream(&shared, Failure::Refused(Box::new(SwarmError::Closed)));
         }
         messages
     }
@@ -558,7 +558,7 @@ impl<R: Runtime> Driver<R> {
                 },
                 Event::StreamOpenFailed { request, error } => {
                     match self.mailbox.take_opening(request) {
-                        Some(shared) => fail_stream(&shared, Failure::Refused(error)),
+                        Some(shared) => fail_stream(&shared, Failure::Refused(Box::new(error))),
                         None => self
                             .completions
                             .push(Completion::Stream(request, Err(error.into()))),

@@ -34,15 +34,16 @@ pub(crate) enum Failure {
     Reset,
     /// We reset it.
     LocalReset,
-    /// Its connection could not open it (a stream handed out before it was opened).
-    Refused(plait_core::swarm::Error),
+    /// Its connection could not open it (a stream handed out before it was opened). Boxed:
+    /// every stream carries this state.
+    Refused(Box<plait_core::swarm::Error>),
 }
 
 impl Failure {
     /// The I/O error of a read or write: `ConnectionReset`, with the refusal as its source.
     fn io_error(&self) -> io::Error {
         match self {
-            Self::Refused(e) => io::Error::new(io::ErrorKind::ConnectionReset, e.clone()),
+            Self::Refused(e) => io::Error::new(io::ErrorKind::ConnectionReset, (**e).clone()),
             _ => io::Error::new(io::ErrorKind::ConnectionReset, "stream reset"),
         }
     }
