@@ -743,6 +743,7 @@ impl Connection {
             if live.streams.is_empty() {
                 live.streams = HashMap::new();
             }
+            live.channel.release_idle_memory();
         }
     }
 

@@ -257,7 +257,12 @@ impl Handshake {
 /// An established secure channel.
 pub(crate) enum Channel {
     Noise(Box<noise::Transport>),
-    Tls(Box<tls::Transport>),
+    Tls {
+        transport: Box<tls::Transport>,
+        /// Where the muxer lays out a record's plaintext for rustls, kept between transmits
+        /// (no allocation per record or per transmit in steady state).
+        plain: BytesMut,
+    },
     Plaintext,
 }
 
@@ -296,7 +301,7 @@ impl Channel {
                 None => Ok(false),
             },
             // The peer's close_notify ends what it sends; its socket's end follows.
-            Self::Tls(transport) => match transport.decrypt(raw)? {
+            Self::Tls { transport, .. } => match transport.decrypt(raw)? {
                 Some(tls::Received::Data(data)) => {
                     if plain.is_empty() {
                         *plain = data;
@@ -310,9 +315,16 @@ impl Channel {
         }
     }
 
+    /// Gives back the TLS record scratch buffer (an idle connection holds none).
+    pub(crate) fn release_idle_memory(&mut self) {
+        if let Self::Tls { plain, .. } = self {
+            *plain = BytesMut::new();
+        }
+    }
+
     /// Appends what the channel itself has to send (a TLS alert or key-update answer).
     pub(crate) fn poll_transmit(&mut self, out: &mut BytesMut) {
-        if let Self::Tls(transport) = self {
+        if let Self::Tls { transport, .. } = self {
             transport.poll_transmit(out);
         }
     }
@@ -349,15 +361,14 @@ impl Channel {
                     }
                 }
             }
-            Self::Tls(transport) => {
+            Self::Tls { transport, plain } => {
                 // rustls seals from its own buffers: the plaintext is laid out once more here.
-                let mut plain = BytesMut::new();
                 while out.len() - start < budget {
                     plain.clear();
-                    if fill(&mut plain, tls::MAX_PLAINTEXT) == 0 {
+                    if fill(plain, tls::MAX_PLAINTEXT) == 0 {
                         break;
                     }
-                    if let Err(e) = transport.encrypt(&plain, out) {
+                    if let Err(e) = transport.encrypt(plain, out) {
                         out.truncate(start);
                         return Err(e.into());
                     }
@@ -655,7 +666,10 @@ impl Upgrade {
             Handshake::Tls(h) => {
                 let (transport, outcome) = h.into_transport()?;
                 (
-                    Channel::Tls(Box::new(transport)),
+                    Channel::Tls {
+                        transport: Box::new(transport),
+                        plain: BytesMut::new(),
+                    },
                     outcome.remote_peer,
                     outcome.remote_key,
                     outcome.muxer,

@@ -725,3 +725,20 @@ impl<R: Runtime> Runtime for FailingAccept<R> {
         self.inner.now()
     }
 }
+
+/// Instantiates test scenarios `fn name<R: TestRuntime>()` as `#[test]`s on each runtime:
+/// `tokio_runtime::name`, `smol_runtime::name`, `async_std_runtime::name`.
+#[macro_export]
+macro_rules! on_every_runtime {
+    ($($name:ident),* $(,)?) => {
+        mod tokio_runtime {
+            $( #[test] fn $name() { super::$name::<plait_tokio::Tokio>() } )*
+        }
+        mod smol_runtime {
+            $( #[test] fn $name() { super::$name::<plait_smol::Smol>() } )*
+        }
+        mod async_std_runtime {
+            $( #[test] fn $name() { super::$name::<plait_async_std::AsyncStd>() } )*
+        }
+    };
+}

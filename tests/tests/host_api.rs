@@ -7,6 +7,7 @@ use std::time::Duration;
 use plait_core::swarm::{Endpoint, Error as SwarmError};
 use plait_driver::{Error, Host, HostEvent};
 use plait_tests::hostile::{block_on_timeout, serial, target_config, Target, TestRuntime, ECHO};
+use plait_tests::on_every_runtime;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -86,20 +87,6 @@ fn every_subscriber_sees_every_event<R: TestRuntime>() {
         }
     });
     host.close();
-}
-
-macro_rules! on_every_runtime {
-    ($($name:ident),*) => {
-        mod tokio_runtime {
-            $( #[test] fn $name() { super::$name::<plait_tokio::Tokio>() } )*
-        }
-        mod smol_runtime {
-            $( #[test] fn $name() { super::$name::<plait_smol::Smol>() } )*
-        }
-        mod async_std_runtime {
-            $( #[test] fn $name() { super::$name::<plait_async_std::AsyncStd>() } )*
-        }
-    };
 }
 
 on_every_runtime!(

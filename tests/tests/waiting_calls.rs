@@ -9,6 +9,7 @@ use futures_lite::future;
 use plait_core::multiaddr::Multiaddr;
 use plait_driver::{Host, HostEvent};
 use plait_tests::hostile::{block_on_timeout, serial, target_config, Target, TestRuntime, ECHO};
+use plait_tests::on_every_runtime;
 
 const LIMIT: Duration = Duration::from_secs(30);
 
@@ -179,20 +180,6 @@ fn handler_drops_the_last_host<R: TestRuntime>() {
         "the handler ran"
     );
     client.close();
-}
-
-macro_rules! on_every_runtime {
-    ($($name:ident),*) => {
-        mod tokio_runtime {
-            $( #[test] fn $name() { super::$name::<plait_tokio::Tokio>() } )*
-        }
-        mod smol_runtime {
-            $( #[test] fn $name() { super::$name::<plait_smol::Smol>() } )*
-        }
-        mod async_std_runtime {
-            $( #[test] fn $name() { super::$name::<plait_async_std::AsyncStd>() } )*
-        }
-    };
 }
 
 on_every_runtime!(

@@ -480,7 +480,7 @@ impl ConnectionTask {
     }
 
     fn fail_request(&mut self, request: StreamRequestId, open: Open, error: Error) {
-        match (open, self.expected_or_remote_peer()) {
+        match (open, self.conn.remote_peer().or(self.expected_peer)) {
             (Open::Ping, Some(peer)) => self.events.push_back(Event::PingResult {
                 request,
                 peer,
@@ -490,10 +490,6 @@ impl ConnectionTask {
                 .events
                 .push_back(Event::StreamOpenFailed { request, error }),
         }
-    }
-
-    fn expected_or_remote_peer(&self) -> Option<PeerId> {
-        self.conn.remote_peer().or(self.expected_peer)
     }
 
     /// Opens the streams that waited for the upgrade or for acknowledgements.
